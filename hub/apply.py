@@ -1,0 +1,115 @@
+"""Apply field changes to a ticket: pure, deterministic, order-insensitive.
+
+Each canonical field is a last-writer-wins register ordered by `FieldChange.precedence()`. The guards
+run in this order, and every change ends in exactly one outcome:
+
+1. echo          the system reports back the value the hub last wrote to it (not a new change);
+2. not_owner     the source system does not own the field (never applied, always recorded);
+3. invalid_value the value is not valid canonically;
+4. duplicate     the very same change is already the current value (a no-op);
+5. stale         the current value takes precedence over it;
+6. applied       it becomes the current value.
+
+An applied change puts a pending write in the outbox of every subscribed system except its source,
+replacing any older pending write of that field; a subscriber that would refuse the value gets none,
+and an `invalid_value` outcome with `target` says so. The source's own pending write of the field is
+dropped: it now holds a value at least as new. These rules make the outbox, like the record, depend
+only on the set of changes applied, not on their order or repetition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from hub.canonical import FIELDS, normalize
+from hub.errors import InvalidValue
+from hub.model import ApplyResult, FieldChange, FieldValue, Outcome, PendingWrite, TicketState
+from mappings.engine import MappingSet
+
+
+def apply_changes(state: TicketState, changes: Iterable[FieldChange], mappings: MappingSet) -> ApplyResult:
+    fields = dict(state.fields)
+    pending = {system: dict(writes) for system, writes in state.pending.items()}
+    delivered = {system: dict(marks) for system, marks in state.delivered.items()}
+    outcomes: list[Outcome] = []
+
+    for change in changes:
+        outcomes.extend(_apply_one(change, fields, pending, delivered, mappings))
+
+    new_state = TicketState(
+        ticket_id=state.ticket_id,
+        fields=fields,
+        pending={system: writes for system, writes in pending.items() if writes},
+        delivered={system: marks for system, marks in delivered.items() if marks},
+    )
+    return ApplyResult(new_state, tuple(outcomes))
+
+
+def _apply_one(
+    change: FieldChange,
+    fields: dict[str, FieldValue],
+    pending: dict[str, dict[str, PendingWrite]],
+    delivered: dict[str, dict[str, object]],
+    mappings: MappingSet,
+) -> list[Outcome]:
+    name, source = change.field, change.provenance.system
+    current = fields.get(name)
+
+    if name not in FIELDS:
+        return [Outcome("invalid_value", change, current, f"`{name}` is not a canonical field")]
+
+    marks = delivered.get(source, {})
+    if name in marks:
+        if marks[name] == change.value:
+            return [Outcome("echo", change, current, f"{source} reports back the value the hub wrote to it")]
+        del marks[name]  # the system's value has moved on from what the hub wrote: later reports are real
+
+    owners = mappings.owners(name)
+    if source not in owners:
+        who = ", ".join(sorted(owners)) or "no system"
+        return [Outcome("not_owner", change, current, f"{source} does not own `{name}`; it is owned by {who}")]
+
+    try:
+        value = normalize(name, change.value)
+    except InvalidValue as exc:
+        return [Outcome("invalid_value", change, current, str(exc))]
+    if value != change.value:
+        change = FieldChange(name, value, change.provenance)
+
+    if current is not None:
+        if current.as_change(name) == change:
+            return [Outcome("duplicate", change, current)]
+        if change.precedence() < current.as_change(name).precedence():
+            return [Outcome("stale", change, current, _stale_reason(change, current))]
+
+    fields[name] = FieldValue(value, change.provenance)
+    outcomes = [Outcome("applied", change, current)]
+    pending.get(source, {}).pop(name, None)
+    for target in mappings.subscribers(name):
+        if target == source:
+            continue
+        mapping = mappings.systems[target].fields[name]
+        try:
+            system_value = mapping.to_system(value, target)
+        except InvalidValue as exc:
+            pending.get(target, {}).pop(name, None)
+            outcomes.append(Outcome("invalid_value", change, current, str(exc), target=target))
+            continue
+        pending.setdefault(target, {})[name] = PendingWrite(
+            value, mapping.system_field, system_value, change.provenance
+        )
+    return outcomes
+
+
+def _stale_reason(change: FieldChange, current: FieldValue) -> str:
+    theirs, ours = change.provenance, current.provenance
+    if theirs.modified_at != ours.modified_at:
+        return (
+            f"modified at {theirs.modified_at.isoformat()}, before the current value"
+            f" from {ours.system} ({ours.modified_at.isoformat()})"
+        )
+    if theirs.author_rank != ours.author_rank:
+        return f"same modified-at; author rank {theirs.author_rank} is below {ours.author_rank}"
+    if theirs.system_rank != ours.system_rank:
+        return f"same modified-at and author rank; system rank {theirs.system_rank} is below {ours.system_rank}"
+    return "same modified-at and ranks; the stable order (system, event) puts the current value first"

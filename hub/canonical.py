@@ -1,0 +1,125 @@
+"""The canonical ticket: which fields exist, their types, and the one normal form of each value.
+
+Values are JSON scalars in normal form so that equality, hashing and storage agree everywhere:
+strings as given, integers as int, booleans as bool, decimals as plain strings ("120.5"),
+datetimes as ISO 8601 UTC strings ending in "Z". `normalize` is the only way a value enters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from hub.errors import InvalidValue
+
+JsonScalar = str | int | bool | None
+
+STATUSES: tuple[str, ...] = (
+    "new",
+    "assigned",
+    "in_repair",
+    "waiting_parts",
+    "in_production",
+    "ready_to_ship",
+    "shipped",
+    "delivered",
+    "resolved",
+    "closed",
+    "cancelled",
+)
+
+
+@dataclass(frozen=True)
+class CanonicalField:
+    name: str
+    type: str  # string | text | integer | decimal | boolean | datetime | enum
+    description: str
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+FIELDS: dict[str, CanonicalField] = {
+    f.name: f
+    for f in (
+        CanonicalField("customer.name", "string", "customer's full name"),
+        CanonicalField("customer.phone", "string", "customer's phone number"),
+        CanonicalField("customer.email", "string", "customer's e-mail address"),
+        CanonicalField("customer.address", "text", "customer's postal address"),
+        CanonicalField("product.serial", "string", "serial number of the product under service"),
+        CanonicalField("product.model", "string", "product model"),
+        CanonicalField("fault.description", "text", "the fault as reported"),
+        CanonicalField("status", "enum", "ticket status", choices=STATUSES),
+        CanonicalField("parts.reserved", "boolean", "spare parts are reserved for this ticket"),
+        CanonicalField("production.progress", "integer", "repair/production progress in percent", 0, 100),
+        CanonicalField("shipment.carrier", "string", "carrier of the outgoing shipment"),
+        CanonicalField("shipment.waybill", "string", "waybill number of the outgoing shipment"),
+        CanonicalField("shipment.delivered_at", "datetime", "when the courier confirmed delivery"),
+        CanonicalField("billing.amount", "decimal", "amount billed"),
+    )
+}
+
+
+def format_datetime(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise InvalidValue(f"datetime {moment.isoformat()} has no time zone; send UTC or an offset")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_datetime(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidValue(f"`{text}` is not an ISO 8601 date-time") from exc
+    if moment.tzinfo is None:
+        raise InvalidValue(f"date-time `{text}` has no time zone; add `Z` or an offset")
+    return moment.astimezone(UTC)
+
+
+def normalize(field_name: str, value: Any) -> JsonScalar:
+    """Return `value` in the canonical normal form of `field_name`, or raise InvalidValue."""
+    spec = FIELDS.get(field_name)
+    if spec is None:
+        raise InvalidValue(f"`{field_name}` is not a canonical field")
+    if value is None:
+        return None
+    kind = spec.type
+    if kind in ("string", "text"):
+        if not isinstance(value, str):
+            raise InvalidValue(f"`{field_name}` takes text, not {type(value).__name__} {value!r}")
+        return value
+    if kind == "enum":
+        if value not in spec.choices:
+            raise InvalidValue(f"`{field_name}`: `{value}` is not one of {', '.join(spec.choices)}")
+        return str(value)
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise InvalidValue(f"`{field_name}` takes true or false, not {value!r}")
+        return value
+    if kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidValue(f"`{field_name}` takes a whole number, not {value!r}")
+        if spec.minimum is not None and value < spec.minimum:
+            raise InvalidValue(f"`{field_name}`: {value} is below the minimum {spec.minimum}")
+        if spec.maximum is not None and value > spec.maximum:
+            raise InvalidValue(f"`{field_name}`: {value} is above the maximum {spec.maximum}")
+        return value
+    if kind == "decimal":
+        if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
+            raise InvalidValue(f"`{field_name}` takes a decimal number as a string or integer, not {value!r}")
+        try:
+            number = Decimal(value)
+        except InvalidOperation as exc:
+            raise InvalidValue(f"`{field_name}`: `{value}` is not a number") from exc
+        if not number.is_finite():
+            raise InvalidValue(f"`{field_name}`: `{value}` is not a finite number")
+        return format(number.normalize(), "f")
+    if kind == "datetime":
+        if isinstance(value, datetime):
+            return format_datetime(value)
+        if not isinstance(value, str):
+            raise InvalidValue(f"`{field_name}` takes an ISO 8601 date-time, not {value!r}")
+        return format_datetime(parse_datetime(value))
+    raise AssertionError(f"canonical field {field_name} has unknown type {kind}")  # pragma: no cover

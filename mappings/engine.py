@@ -1,0 +1,209 @@
+"""Mappings in memory: per system, canonical field <-> system field, transforms, direction, ownership.
+
+Pure: the loader (`mappings.loader`) reads files and builds these; nothing here does I/O.
+Translation is two-way: `to_canonical` for what a system reports, `to_system` for what the hub would
+write there. `to_system` also enforces what the target declares it accepts, so a value the target
+would refuse is caught before anything is sent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from hub.canonical import FIELDS, JsonScalar, format_datetime, normalize, parse_datetime
+from hub.errors import InvalidValue
+
+Direction = Literal["read", "write", "both"]
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    canonical: str
+    system_field: str
+    direction: Direction
+    owner: bool = False
+    values: tuple[tuple[str, str], ...] = ()  # (system value, canonical value), in file order
+    date_format: str | None = None  # iso (default) | unix | unix_ms | a strftime pattern (naive = UTC)
+    scale: Decimal | None = None  # system value = canonical value x scale (e.g. 100 for cents)
+    max_length: int | None = None
+    pattern: str | None = None
+    minimum: Decimal | None = None
+    maximum: Decimal | None = None
+
+    @property
+    def reads(self) -> bool:
+        """The hub reads this field from the system (the system can be its source)."""
+        return self.direction in ("read", "both")
+
+    @property
+    def writes(self) -> bool:
+        """The hub writes this field to the system (the system subscribes to it)."""
+        return self.direction in ("write", "both")
+
+    def to_canonical(self, raw: Any) -> JsonScalar:
+        if raw is None:
+            return None
+        if self.values:
+            table = dict(self.values)
+            if raw not in table:
+                raise InvalidValue(
+                    f"`{self.system_field}` = `{raw}` has no mapping to `{self.canonical}`;"
+                    f" mapped values are {', '.join(table)}"
+                )
+            raw = table[raw]
+        elif FIELDS[self.canonical].type == "datetime":
+            raw = self._parse_date(raw)
+        elif self.scale is not None:
+            raw = _scaled(raw, self.system_field) / self.scale
+            raw = format(raw.normalize(), "f") if FIELDS[self.canonical].type == "decimal" else int(raw)
+        return normalize(self.canonical, raw)
+
+    def to_system(self, value: JsonScalar, system: str) -> JsonScalar:
+        """The value as `system` would store it; InvalidValue if the system would refuse it."""
+        if value is None:
+            return None
+        out: JsonScalar
+        if self.values:
+            out = next((sys_value for sys_value, canon in self.values if canon == value), None)
+            if out is None:
+                accepted = sorted({canon for _, canon in self.values})
+                raise InvalidValue(
+                    f"{system} does not accept `{self.canonical}` = `{value}` (its field `{self.system_field}`"
+                    f" takes {', '.join(accepted)})"
+                )
+        elif FIELDS[self.canonical].type == "datetime":
+            out = self._format_date(str(value))
+        elif self.scale is not None:
+            scaled = Decimal(str(value)) * self.scale
+            out = int(scaled) if scaled == scaled.to_integral_value() else format(scaled.normalize(), "f")
+        else:
+            out = value
+        self._check_accepts(out, system)
+        return out
+
+    def _check_accepts(self, out: JsonScalar, system: str) -> None:
+        where = f"{system} field `{self.system_field}`"
+        if isinstance(out, str):
+            if self.max_length is not None and len(out) > self.max_length:
+                raise InvalidValue(f"{where} takes at most {self.max_length} characters, got {len(out)}")
+            if self.pattern is not None and not re.fullmatch(self.pattern, out):
+                raise InvalidValue(f"{where} refuses `{out}`: it must match {self.pattern}")
+        if isinstance(out, (int, str)) and not isinstance(out, bool) and (
+            self.minimum is not None or self.maximum is not None
+        ):
+            number = _scaled(out, self.system_field)
+            if self.minimum is not None and number < self.minimum:
+                raise InvalidValue(f"{where} refuses {out}: below its minimum {self.minimum}")
+            if self.maximum is not None and number > self.maximum:
+                raise InvalidValue(f"{where} refuses {out}: above its maximum {self.maximum}")
+
+    def _parse_date(self, raw: Any) -> str:
+        fmt = self.date_format or "iso"
+        try:
+            if fmt in ("unix", "unix_ms"):
+                seconds = float(raw) / (1000 if fmt == "unix_ms" else 1)
+                return format_datetime(datetime.fromtimestamp(seconds, UTC))
+            if fmt == "iso":
+                text = str(raw)
+                if "T" in text and not re.search(r"(Z|[+-]\d\d:?\d\d)$", text):
+                    text += "Z"  # the system speaks naive UTC
+                return format_datetime(parse_datetime(text))
+            return format_datetime(datetime.strptime(str(raw), fmt).replace(tzinfo=UTC))
+        except (ValueError, TypeError, InvalidValue) as exc:
+            raise InvalidValue(f"`{self.system_field}` = `{raw}` is not a date-time in format {fmt}") from exc
+
+    def _format_date(self, value: str) -> JsonScalar:
+        moment = parse_datetime(value)
+        fmt = self.date_format or "iso"
+        if fmt == "unix":
+            return int(moment.timestamp())
+        if fmt == "unix_ms":
+            return int(moment.timestamp() * 1000)
+        if fmt == "iso":
+            return format_datetime(moment)
+        return moment.strftime(fmt)
+
+
+@dataclass(frozen=True)
+class SystemMapping:
+    system: str
+    source: str  # the file it came from, for messages
+    rank: int = 0
+    default_author_rank: int = 0
+    author_ranks: Mapping[str, int] = field(default_factory=dict)
+    reference_field: str | None = None
+    fields: Mapping[str, FieldMapping] = field(default_factory=dict)
+
+    def author_rank(self, author: str) -> int:
+        return self.author_ranks.get(author, self.default_author_rank)
+
+    def read_record(self, record: Mapping[str, Any]) -> dict[str, JsonScalar]:
+        """Canonical values of every mapped field present in a system record (dotted paths allowed).
+
+        Write-only fields are read too: a system reporting a value there is either echoing the hub's
+        write or someone editing a field the system does not own, and apply must see both.
+        Raises InvalidValue naming the first field that cannot be translated.
+        """
+        values: dict[str, JsonScalar] = {}
+        for name, mapping in self.fields.items():
+            found, raw = _lookup(record, mapping.system_field)
+            if found:
+                values[name] = mapping.to_canonical(raw)
+        return values
+
+
+@dataclass(frozen=True)
+class MappingSet:
+    """Every configured system's mapping, and the ownership and subscriptions they add up to."""
+
+    systems: Mapping[str, SystemMapping]
+
+    def owners(self, field_name: str) -> frozenset[str]:
+        return frozenset(
+            name for name, m in self.systems.items() if (f := m.fields.get(field_name)) and f.owner
+        )
+
+    def subscribers(self, field_name: str) -> list[str]:
+        return sorted(name for name, m in self.systems.items() if (f := m.fields.get(field_name)) and f.writes)
+
+    def mapped_fields(self) -> list[str]:
+        present = {name for m in self.systems.values() for name in m.fields}
+        return [name for name in FIELDS if name in present]
+
+    def matrix(self) -> dict[str, dict[str, str]]:
+        """field -> system -> cell: `owner`, `read`, `write`, `both`, or '' where unmapped."""
+        cells: dict[str, dict[str, str]] = {}
+        for name in self.mapped_fields():
+            row = {}
+            for system, mapping in self.systems.items():
+                fm = mapping.fields.get(name)
+                row[system] = "" if fm is None else ("owner+" + fm.direction if fm.owner else fm.direction)
+            cells[name] = row
+        return cells
+
+
+def _lookup(record: Mapping[str, Any], path: str) -> tuple[bool, Any]:
+    node: Any = record
+    if path in record:
+        return True, record[path]
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _scaled(raw: Any, name: str) -> Decimal:
+    try:
+        return Decimal(str(raw))
+    except InvalidOperation as exc:
+        raise InvalidValue(f"`{name}` = `{raw}` is not a number") from exc
+
+
+def systems_by_name(mappings: Iterable[SystemMapping]) -> dict[str, SystemMapping]:
+    return {m.system: m for m in mappings}

@@ -1,0 +1,218 @@
+"""Read mapping files (TOML, one per system) and check them, alone and together.
+
+Every problem names the file, the key and the fix; `check_mappings` collects all of them at once
+so that `tickethub mappings check` can show the whole list, and `load_mappings` raises them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from hub.canonical import FIELDS
+from hub.errors import MappingError, Problem
+from mappings.engine import FieldMapping, MappingSet, SystemMapping
+
+DEFAULT_DIR = Path(__file__).resolve().parent
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _SystemSection(_Strict):
+    rank: int = 0
+    default_author_rank: int = 0
+    reference_field: str | None = None
+
+
+class _FieldSection(_Strict):
+    field: str
+    direction: Literal["read", "write", "both"] = "both"
+    owner: bool = False
+    values: dict[str, str] | None = None
+    accepts: list[str] | None = None
+    date_format: str | None = None
+    scale: Decimal | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    minimum: Decimal | None = None
+    maximum: Decimal | None = None
+
+
+class _MappingFile(_Strict):
+    system: _SystemSection = _SystemSection()
+    authors: dict[str, int] = {}
+    fields: dict[str, _FieldSection] = {}
+
+
+def check_mappings(directory: Path, systems: Mapping[str, str]) -> tuple[MappingSet | None, list[Problem]]:
+    """Load `systems` (system name -> mapping name) from `directory`; return the set and every problem."""
+    problems: list[Problem] = []
+    loaded: dict[str, SystemMapping] = {}
+    for system, mapping_name in systems.items():
+        mapping = _load_one(directory / f"{mapping_name}.toml", system, problems)
+        if mapping is not None:
+            loaded[system] = mapping
+    mapping_set = MappingSet(loaded)
+    problems.extend(_check_ownership(mapping_set))
+    return (mapping_set if not problems else None), problems
+
+
+def load_mappings(directory: Path, systems: Mapping[str, str]) -> MappingSet:
+    mapping_set, problems = check_mappings(directory, systems)
+    if problems or mapping_set is None:
+        raise MappingError(problems)
+    return mapping_set
+
+
+def default_systems(directory: Path = DEFAULT_DIR) -> dict[str, str]:
+    """Every mapping file in `directory`, as a system of the same name."""
+    return {path.stem: path.stem for path in sorted(directory.glob("*.toml"))}
+
+
+def _load_one(path: Path, system: str, problems: list[Problem]) -> SystemMapping | None:
+    where = _display(path)
+    if not path.is_file():
+        problems.append(
+            Problem(where, "mapping", f"system `{system}` names a mapping file that does not exist",
+                    f"create {where} or point `mapping` of [systems.{system}] at an existing file")
+        )
+        return None
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(Problem(where, "(syntax)", f"not valid TOML: {exc}", "fix the TOML syntax"))
+        return None
+    try:
+        parsed = _MappingFile.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            key = ".".join(str(part) for part in err["loc"])
+            problems.append(Problem(where, key, err["msg"], _hint(err["type"], err["loc"])))
+        return None
+
+    before = len(problems)
+    fields: dict[str, FieldMapping] = {}
+    for name, section in parsed.fields.items():
+        mapped = _field(where, name, section, problems)
+        if mapped is not None:
+            fields[name] = mapped
+    if len(problems) > before:
+        return None
+    return SystemMapping(
+        system=system,
+        source=where,
+        rank=parsed.system.rank,
+        default_author_rank=parsed.system.default_author_rank,
+        author_ranks=dict(parsed.authors),
+        reference_field=parsed.system.reference_field,
+        fields=fields,
+    )
+
+
+def _field(where: str, name: str, section: _FieldSection, problems: list[Problem]) -> FieldMapping | None:
+    key = f"fields.{name}"
+    spec = FIELDS.get(name)
+    if spec is None:
+        close = difflib.get_close_matches(name, FIELDS, n=1)
+        fix = f"did you mean `{close[0]}`?" if close else f"use one of {', '.join(FIELDS)}"
+        problems.append(Problem(where, key, f"`{name}` is not a canonical field", fix))
+        return None
+    start = len(problems)
+    if section.owner and section.direction == "write":
+        problems.append(
+            Problem(where, f"{key}.owner", "an owner must be readable: the hub reads the owner's value",
+                    'set direction = "read" or "both", or drop owner = true')
+        )
+    if spec.type == "enum":
+        _check_enum(where, key, spec.choices, section, problems)
+    elif section.values is not None or section.accepts is not None:
+        problems.append(Problem(where, f"{key}.values", f"`{name}` is not an enum field", "remove `values`/`accepts`"))
+    if section.date_format is not None and spec.type != "datetime":
+        problems.append(Problem(where, f"{key}.date_format", f"`{name}` is not a date-time", "remove `date_format`"))
+    if section.scale is not None and (spec.type not in ("decimal", "integer") or section.scale == 0):
+        problems.append(Problem(where, f"{key}.scale", "scale needs a non-zero number on a numeric field",
+                                "remove `scale` or set a non-zero number"))
+    if section.pattern is not None:
+        try:
+            re.compile(section.pattern)
+        except re.error as exc:
+            problems.append(Problem(where, f"{key}.pattern", f"not a regular expression: {exc}", "fix the pattern"))
+    if len(problems) > start:
+        return None
+    return FieldMapping(
+        canonical=name,
+        system_field=section.field,
+        direction=section.direction,
+        owner=section.owner,
+        values=tuple((section.values or {}).items()),
+        date_format=section.date_format,
+        scale=section.scale,
+        max_length=section.max_length,
+        pattern=section.pattern,
+        minimum=section.minimum,
+        maximum=section.maximum,
+    )
+
+
+def _check_enum(where: str, key: str, choices: tuple[str, ...], section: _FieldSection,
+                problems: list[Problem]) -> None:
+    if not section.values:
+        problems.append(
+            Problem(where, f"{key}.values", "an enum field needs a `values` table: system value = canonical value",
+                    f'add e.g. values = {{ "Open" = "{choices[0]}" }}')
+        )
+        return
+    for system_value, canonical in section.values.items():
+        if canonical not in choices:
+            problems.append(
+                Problem(where, f"{key}.values.{system_value}",
+                        f"maps to `{canonical}`, which is not one of {', '.join(choices)}",
+                        "map it to one of those")
+            )
+    for system_value in section.accepts or ():
+        if system_value not in section.values:
+            problems.append(
+                Problem(where, f"{key}.accepts", f"the system's value `{system_value}` has no mapping",
+                        f'add "{system_value}" = "<canonical value>" to `values`')
+            )
+
+
+def _check_ownership(mapping_set: MappingSet) -> list[Problem]:
+    problems = []
+    for name in mapping_set.mapped_fields():
+        if mapping_set.owners(name):
+            continue
+        users = sorted(s for s, m in mapping_set.systems.items() if name in m.fields)
+        sources = [mapping_set.systems[s].source for s in users]
+        problems.append(
+            Problem(", ".join(sources), f"fields.{name}.owner",
+                    f"`{name}` is mapped by {', '.join(users)} but no system owns it",
+                    "set owner = true in the mapping of the system that is its source of truth")
+        )
+    return problems
+
+
+def _hint(error_type: str, loc: tuple[int | str, ...]) -> str:
+    if error_type == "extra_forbidden":
+        section = {"system": _SystemSection, "fields": _FieldSection}.get(str(loc[0])) if loc else None
+        allowed = sorted((section or _MappingFile).model_fields)
+        return f"remove it; allowed keys here are {', '.join(allowed)}"
+    if error_type == "missing":
+        return "add it"
+    return "correct the value"
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
