@@ -53,7 +53,9 @@ FIELDS: dict[str, CanonicalField] = {
         CanonicalField("fault.description", "text", "the fault as reported"),
         CanonicalField("status", "enum", "ticket status", choices=STATUSES),
         CanonicalField("parts.reserved", "boolean", "spare parts are reserved for this ticket"),
-        CanonicalField("production.progress", "integer", "repair/production progress in percent", 0, 100),
+        CanonicalField(
+            "production.progress", "integer", "repair/production progress in percent", minimum=0, maximum=100
+        ),
         CanonicalField("shipment.carrier", "string", "carrier of the outgoing shipment"),
         CanonicalField("shipment.waybill", "string", "waybill number of the outgoing shipment"),
         CanonicalField("shipment.delivered_at", "datetime", "when the courier confirmed delivery"),
