@@ -9,7 +9,7 @@ would refuse is caught before anything is sent.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -142,20 +142,6 @@ class SystemMapping:
     def author_rank(self, author: str) -> int:
         return self.author_ranks.get(author, self.default_author_rank)
 
-    def read_record(self, record: Mapping[str, Any]) -> dict[str, JsonScalar]:
-        """Canonical values of every mapped field present in a system record (dotted paths allowed).
-
-        Write-only fields are read too: a system reporting a value there is either echoing the hub's
-        write or someone editing a field the system does not own, and apply must see both.
-        Raises InvalidValue naming the first field that cannot be translated.
-        """
-        values: dict[str, JsonScalar] = {}
-        for name, mapping in self.fields.items():
-            found, raw = _lookup(record, mapping.system_field)
-            if found:
-                values[name] = mapping.to_canonical(raw)
-        return values
-
 
 @dataclass(frozen=True)
 class MappingSet:
@@ -187,7 +173,8 @@ class MappingSet:
         return cells
 
 
-def _lookup(record: Mapping[str, Any], path: str) -> tuple[bool, Any]:
+def lookup_path(record: Mapping[str, Any], path: str) -> tuple[bool, Any]:
+    """(found, value) of a field in a system record: a key as given, or a dotted path into nested objects."""
     node: Any = record
     if path in record:
         return True, record[path]
@@ -203,7 +190,3 @@ def _scaled(raw: Any, name: str) -> Decimal:
         return Decimal(str(raw))
     except InvalidOperation as exc:
         raise InvalidValue(f"`{name}` = `{raw}` is not a number") from exc
-
-
-def systems_by_name(mappings: Iterable[SystemMapping]) -> dict[str, SystemMapping]:
-    return {m.system: m for m in mappings}

@@ -1,0 +1,88 @@
+"""The HTTP API (FastAPI): the read side of tickets, and health. Thin: parse, call the store, shape.
+
+Everything except health needs `Authorization: Bearer <token>`, the token coming from the
+environment variable the configuration names (`api_token_env`).
+"""
+
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import text
+
+from hub.bootstrap import Hub
+from hub.errors import InvalidTicketId, TicketNotFound
+from hub.ticket_ids import parse_ticket_id
+from hub.views import audit_json, ticket_json
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def create_app(hub: Hub, api_token: str) -> FastAPI:
+    if not api_token:
+        raise ValueError("the API needs a bearer token")
+    app = FastAPI(title="tickethub", version="0.1.0",
+                  description="One service ticket, consistent across CRM, ERP, MES, WMS and courier systems.")
+
+    def require_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+        if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), api_token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    def ticket_id_param(ticket_id: Annotated[str, Path(description="e.g. 20260213-SVC-00892")]) -> str:
+        try:
+            parse_ticket_id(ticket_id)
+        except InvalidTicketId as exc:
+            raise HTTPException(422, str(exc)) from exc
+        return ticket_id
+
+    @app.exception_handler(TicketNotFound)
+    async def _not_found(_request: Request, exc: TicketNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+
+    authed = [Depends(require_token)]
+
+    @app.get("/tickets/{ticket_id}", dependencies=authed, summary="The golden record with provenance")
+    def get_ticket(ticket_id: Annotated[str, Depends(ticket_id_param)]) -> dict[str, Any]:
+        with hub.store.unit_of_work() as uow:
+            return ticket_json(uow.tickets.get(ticket_id))
+
+    @app.get("/tickets/{ticket_id}/history", dependencies=authed, summary="The audit trail, oldest first")
+    def get_history(ticket_id: Annotated[str, Depends(ticket_id_param)]) -> dict[str, Any]:
+        with hub.store.unit_of_work() as uow:
+            entries = uow.tickets.history(ticket_id)
+        return {"ticket_id": ticket_id, "entries": [audit_json(e) for e in entries]}
+
+    @app.get("/tickets", dependencies=authed, summary="Look a ticket up by a system's local ID")
+    def find_ticket(system: Annotated[str, Query(min_length=1)],
+                    local_id: Annotated[str, Query(min_length=1)]) -> dict[str, Any]:
+        if system not in hub.settings.systems:
+            raise HTTPException(404, f"no system `{system}` is configured")
+        with hub.store.unit_of_work() as uow:
+            ticket_id = uow.tickets.find_by_xref(system, local_id)
+            if ticket_id is None:
+                raise TicketNotFound(f"no ticket is linked to {system} record {local_id}")
+            return ticket_json(uow.tickets.get(ticket_id))
+
+    @app.get("/healthz", summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="The database answers")
+    def readyz() -> JSONResponse:
+        try:
+            with hub.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # any failure to reach the database means not ready
+            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    return app

@@ -1,0 +1,38 @@
+"""The one place that wires real pieces together: configuration, mappings, database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from hub.config import Settings
+from hub.store.engine import make_engine
+from hub.store.repository import Store
+from mappings.engine import MappingSet
+from mappings.loader import load_mappings
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    mappings: MappingSet
+    store: Store
+    clock: Callable[[], datetime] = utc_now
+
+    @property
+    def engine(self) -> Engine:
+        return self.store.engine
+
+
+def bootstrap(settings: Settings, *, engine: Engine | None = None,
+              clock: Callable[[], datetime] = utc_now) -> Hub:
+    """Load and check the mappings, and open (not migrate) the database."""
+    mapping_set = load_mappings(settings.hub.mappings_dir, settings.mapping_names())
+    return Hub(settings, mapping_set, Store(engine or make_engine(settings.hub.database_url)), clock)

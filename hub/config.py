@@ -1,0 +1,140 @@
+"""Configuration: one `tickethub.toml` plus `TICKETHUB_*` environment overrides, read once, validated.
+
+Where the file is: `--config`, else `TICKETHUB_CONFIG`, else `./tickethub.toml` if it exists, else the
+embedded default (SQLite under ./var, the five default systems from the shipped mappings).
+Secrets are never in the file: it names the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hub.errors import ConfigError, Problem
+from hub.ticket_ids import BUSINESS_CODE
+from mappings.loader import DEFAULT_DIR, default_systems
+
+DEFAULT_DATABASE_URL = "sqlite:///./var/tickethub.db"
+SYSTEM_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+ENV_OVERRIDES = {  # environment variable -> key in [hub]
+    "TICKETHUB_DATABASE_URL": "database_url",
+    "TICKETHUB_BROKER_URL": "broker_url",
+    "TICKETHUB_MAPPINGS_DIR": "mappings_dir",
+    "TICKETHUB_BUSINESS_CODE": "business_code",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HubSettings(_Strict):
+    business_code: str = "SVC"
+    clock_skew_seconds: float = Field(default=2.0, ge=0)
+    api_token_env: str = "TICKETHUB_API_TOKEN"
+    database_url: str = DEFAULT_DATABASE_URL
+    broker_url: str | None = None
+    mappings_dir: Path = DEFAULT_DIR
+
+    @field_validator("business_code")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        if not BUSINESS_CODE.match(value):
+            raise ValueError("must be 2 to 6 capital letters, e.g. SVC")
+        return value
+
+
+class SystemSettings(_Strict):
+    type: str = "generic"
+    base_url: str | None = None
+    mapping: str | None = None  # a file in mappings_dir, without .toml; default: the system's name
+    origin: bool = False
+    credentials_env: str | None = None
+    webhook_secrets_env: str | None = None
+
+
+class Settings(_Strict):
+    hub: HubSettings = HubSettings()
+    systems: dict[str, SystemSettings] = {}
+    source: str = "(embedded default)"
+
+    def mapping_names(self) -> dict[str, str]:
+        return {name: s.mapping or name for name, s in self.systems.items()}
+
+    def api_token(self, environ: Mapping[str, str] | None = None) -> str | None:
+        return (os.environ if environ is None else environ).get(self.hub.api_token_env) or None
+
+
+def find_config(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
+    if explicit is not None:
+        return explicit
+    if environ.get("TICKETHUB_CONFIG"):
+        return Path(environ["TICKETHUB_CONFIG"])
+    local = Path("tickethub.toml")
+    return local if local.is_file() else None
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the configuration; raise ConfigError naming the file, the key and the fix."""
+    environ = os.environ if environ is None else environ
+    path = find_config(path, environ)
+    where = str(path) if path else "(embedded default)"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError([Problem(where, "(file)", "the configuration file does not exist",
+                                       "create it or pass the right --config / TICKETHUB_CONFIG")])
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([Problem(where, "(syntax)", f"not valid TOML: {exc}", "fix the TOML syntax")]) from exc
+
+    hub_section = dict(raw.get("hub", {})) if isinstance(raw.get("hub", {}), dict) else raw.get("hub")
+    if isinstance(hub_section, dict):
+        for variable, key in ENV_OVERRIDES.items():
+            if environ.get(variable):
+                hub_section[key] = environ[variable]
+        if path is not None and "mappings_dir" in hub_section and not os.path.isabs(hub_section["mappings_dir"]):
+            if not environ.get("TICKETHUB_MAPPINGS_DIR"):
+                hub_section["mappings_dir"] = str(path.parent / hub_section["mappings_dir"])
+        raw["hub"] = hub_section
+    if "systems" not in raw:
+        raw["systems"] = {name: {"origin": name == "crm"} for name in default_systems()}
+
+    try:
+        settings = Settings.model_validate({**raw, "source": where})
+    except ValidationError as exc:
+        problems = [
+            Problem(where, ".".join(str(p) for p in err["loc"]), err["msg"].removeprefix("Value error, "),
+                    _fix(err["type"], err["loc"]))
+            for err in exc.errors()
+        ]
+        raise ConfigError(problems) from exc
+
+    problems = []
+    for name in settings.systems:
+        if not SYSTEM_NAME.match(name):
+            problems.append(Problem(where, f"systems.{name}", "a system name must be lower-case letters, digits,"
+                                    " - or _, starting with a letter", "rename the [systems.<name>] table"))
+    if not any(s.origin for s in settings.systems.values()):
+        problems.append(Problem(where, "systems", "no system is a ticket origin, so no ticket can ever be created",
+                                "set origin = true on the system that opens tickets (usually the CRM)"))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _fix(error_type: str, loc: tuple[int | str, ...]) -> str:
+    if error_type == "extra_forbidden":
+        section: type[BaseModel] = HubSettings if loc and loc[0] == "hub" else SystemSettings
+        if loc and loc[0] not in ("hub", "systems"):
+            return "remove it; the file has [hub] and [systems.<name>] tables"
+        extra = " (system and author ranks live in the system's mapping file)" if loc[-1] == "rank" else ""
+        return f"remove it; allowed keys are {', '.join(sorted(section.model_fields))}{extra}"
+    return "correct the value"

@@ -1,0 +1,152 @@
+"""Use cases: accept an inbound event into the inbox, then process it into the golden record.
+
+Accepting only stores (so "accepted" means durably stored); processing runs in one transaction:
+find or create the ticket through its cross-reference, lock it, apply the changes, save the record,
+the audit entries and the outbox, and mark the event processed. Processing twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+
+from hub.apply import apply_changes
+from hub.bootstrap import Hub
+from hub.errors import InvalidValue, OrphanRecord, UnknownSystem
+from hub.model import ApplyResult, FieldChange, Outcome, Provenance
+from mappings.engine import lookup_path
+
+log = structlog.get_logger("tickethub.services")
+
+
+class GenericPayload(BaseModel):
+    """The generic system's change notice: its record's ID, when and by whom it changed, and fields
+    in the system's own names (translated by its mapping)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    local_id: str
+    modified_at: AwareDatetime
+    author: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    system: str
+    local_id: str
+    modified_at: datetime
+    author: str
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Processed:
+    event_id: str
+    state: str  # processed | orphan | rejected | (already <state>)
+    ticket_id: str | None = None
+    created: bool = False
+    outcomes: tuple[Outcome, ...] = ()
+    error: str | None = None
+
+
+def parse_generic(system: str, payload: Any) -> SourceRecord:
+    try:
+        parsed = GenericPayload.model_validate(payload)
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidValue(f"payload for {system} is not a change notice: {details}") from exc
+    return SourceRecord(system, parsed.local_id, parsed.modified_at, parsed.author, parsed.fields)
+
+
+def accept_event(hub: Hub, system: str, external_id: str, payload: Any) -> tuple[str, bool]:
+    """Store an inbound event durably; (event_id, duplicate)."""
+    if system not in hub.settings.systems:
+        raise UnknownSystem(f"no system `{system}` is configured")
+    with hub.store.unit_of_work() as uow:
+        event_id, duplicate = uow.inbox.accept(system, external_id, payload, hub.clock())
+        uow.commit()
+    log.info("event accepted", system=system, event_id=event_id, duplicate=duplicate)
+    return event_id, duplicate
+
+
+def process_event(hub: Hub, event_id: str) -> Processed:
+    """Turn a stored event into changes on its ticket. Idempotent: a processed event is left alone."""
+    with hub.store.unit_of_work() as uow:
+        event = uow.inbox.get(event_id)
+        if event is None:
+            raise KeyError(f"no event {event_id}")
+        if event["state"] != "received":
+            return Processed(event_id, f"already {event['state']}", event["ticket_id"])
+        now = hub.clock()
+        try:
+            record = parse_generic(event["system"], event["payload"])
+            processed = _ingest(hub, uow, record, event_id, event["received_at"], now)
+        except (InvalidValue, OrphanRecord) as exc:
+            state = "orphan" if isinstance(exc, OrphanRecord) else "rejected"
+            uow.inbox.mark(event_id, state, now, error=str(exc))
+            uow.commit()
+            log.warning("event not applied", system=event["system"], event_id=event_id, state=state, error=str(exc))
+            return Processed(event_id, state, error=str(exc))
+        uow.inbox.mark(event_id, "processed", now, ticket_id=processed.ticket_id)
+        uow.commit()
+    for outcome in processed.outcomes:
+        if outcome.kind not in ("applied", "duplicate"):
+            log.info("change rejected", ticket_id=processed.ticket_id, system=outcome.change.provenance.system,
+                     event_id=event_id, field=outcome.change.field, outcome=outcome.kind, target=outcome.target)
+    log.info("event processed", ticket_id=processed.ticket_id, system=event["system"], event_id=event_id,
+             created=processed.created, applied=sum(o.kind == "applied" for o in processed.outcomes))
+    return processed
+
+
+def _ingest(hub: Hub, uow: Any, record: SourceRecord, event_id: str, received_at: datetime,
+            now: datetime) -> Processed:
+    mapping = hub.mappings.systems.get(record.system)
+    if mapping is None:
+        raise UnknownSystem(f"no system `{record.system}` is configured")
+    ticket_id = uow.tickets.find_by_xref(record.system, record.local_id)
+    created = False
+    if ticket_id is None:
+        if not hub.settings.systems[record.system].origin:
+            raise OrphanRecord(
+                f"{record.system} record {record.local_id} is linked to no ticket, and {record.system}"
+                " is not a ticket origin"
+            )
+        ticket_id, created = uow.tickets.get_or_create(
+            record.system, record.local_id, hub.settings.hub.business_code, received_at
+        )
+    uow.tickets.lock(ticket_id)
+
+    provenance = Provenance(
+        system=record.system, author=record.author, author_rank=mapping.author_rank(record.author),
+        system_rank=mapping.rank, modified_at=record.modified_at, received_at=received_at, event_id=event_id,
+    )
+    changes, untranslatable = [], []
+    for name, field_mapping in mapping.fields.items():
+        found, raw = lookup_path(record.fields, field_mapping.system_field)
+        if not found:
+            continue
+        try:
+            changes.append(FieldChange(name, field_mapping.to_canonical(raw), provenance))
+        except InvalidValue as exc:
+            untranslatable.append((FieldChange(name, _jsonable(raw), provenance), str(exc)))
+
+    before = uow.tickets.load_state(ticket_id)
+    result = apply_changes(before, changes, hub.mappings)
+    rejected = tuple(
+        Outcome("invalid_value", change, before.fields.get(change.field), reason) for change, reason in untranslatable
+    )
+    result = ApplyResult(result.state, rejected + result.outcomes)
+    uow.tickets.save(before, result, now)
+    return Processed(event_id, "processed", ticket_id, created, result.outcomes)
+
+
+def _jsonable(raw: Any) -> Any:
+    return raw if isinstance(raw, (str, int, float, bool, type(None))) else repr(raw)

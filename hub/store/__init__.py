@@ -1,0 +1,1 @@
+"""The SQLAlchemy adapter: tables, engine, unit of work and repositories."""

@@ -1,0 +1,370 @@
+"""The unit of work and the repository over the tables: load a ticket's state, save what apply did.
+
+A `UnitOfWork` is one database transaction; it rolls back unless `commit()` was called. The
+repository never updates or deletes an audit row: history only grows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, delete, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from hub.errors import TicketNotFound
+from hub.model import ApplyResult, FieldValue, Outcome, PendingWrite, Provenance, TicketState
+from hub.store.tables import (
+    audit_log,
+    delivered_values,
+    field_values,
+    id_sequences,
+    inbox_events,
+    outbox,
+    tickets,
+    xrefs,
+)
+from hub.ticket_ids import format_ticket_id
+
+
+@dataclass(frozen=True)
+class Xref:
+    system: str
+    local_id: str
+
+
+@dataclass(frozen=True)
+class TicketView:
+    ticket_id: str
+    created_at: datetime
+    updated_at: datetime
+    fields: dict[str, FieldValue]
+    xrefs: list[Xref]
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    ticket_id: str
+    field: str
+    outcome: str
+    old_value: Any
+    new_value: Any
+    system: str
+    author: str
+    author_rank: int
+    source_modified_at: datetime
+    received_at: datetime
+    event_id: str
+    target_system: str | None
+    reason: str
+    recorded_at: datetime
+
+
+class Store:
+    """Hands out units of work on one engine."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
+        with self.engine.connect() as conn:
+            uow = UnitOfWork(conn)
+            conn.begin()
+            try:
+                yield uow
+            finally:
+                if conn.in_transaction():
+                    conn.rollback()
+
+
+class UnitOfWork:
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.tickets = TicketRepository(conn)
+        self.inbox = InboxRepository(conn)
+
+    def commit(self) -> None:
+        self.conn.commit()
+        self.conn.begin()
+
+
+def _upsert(conn: Connection, table: Any) -> Any:
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+class TicketRepository:
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    # ---- identity -----------------------------------------------------------------------------
+
+    def allocate_ticket_id(self, day: date, code: str) -> str:
+        """The next ID for (day, code), atomically: an upsert that increments and returns the counter."""
+        stmt = _upsert(self.conn, id_sequences).values(day=f"{day:%Y%m%d}", business_code=code, last_value=1)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["day", "business_code"],
+            set_={"last_value": id_sequences.c.last_value + 1},
+        ).returning(id_sequences.c.last_value)
+        sequence = self.conn.execute(stmt).scalar_one()
+        return format_ticket_id(day, code, sequence)
+
+    def find_by_xref(self, system: str, local_id: str) -> str | None:
+        return self.conn.execute(
+            select(xrefs.c.ticket_id).where(xrefs.c.system == system, xrefs.c.local_id == local_id)
+        ).scalar_one_or_none()
+
+    def get_or_create(self, system: str, local_id: str, code: str, now: datetime) -> tuple[str, bool]:
+        """The ticket linked to (system, local_id), creating ticket and link if there is none.
+
+        Concurrent callers for the same local ID get the same ticket: the link is inserted with
+        ON CONFLICT DO NOTHING inside a savepoint, and the loser reads the winner's link.
+        """
+        existing = self.find_by_xref(system, local_id)
+        if existing is not None:
+            return existing, False
+        with self.conn.begin_nested() as savepoint:
+            ticket_id = self.allocate_ticket_id(now.date(), code)
+            self.conn.execute(
+                insert(tickets).values(ticket_id=ticket_id, business_code=code, created_at=now, updated_at=now)
+            )
+            linked = self.conn.execute(
+                _upsert(self.conn, xrefs)
+                .values(system=system, local_id=local_id, ticket_id=ticket_id, created_at=now)
+                .on_conflict_do_nothing(index_elements=["system", "local_id"])
+                .returning(xrefs.c.ticket_id)
+            ).scalar_one_or_none()
+            if linked is None:
+                savepoint.rollback()
+        if linked is None:
+            winner = self.find_by_xref(system, local_id)
+            assert winner is not None, "xref insert conflicted but no xref is visible"
+            return winner, False
+        return ticket_id, True
+
+    def link(self, ticket_id: str, system: str, local_id: str, now: datetime) -> None:
+        """Link another system's record to an existing ticket (idempotent)."""
+        self.conn.execute(
+            _upsert(self.conn, xrefs)
+            .values(system=system, local_id=local_id, ticket_id=ticket_id, created_at=now)
+            .on_conflict_do_nothing(index_elements=["system", "local_id"])
+        )
+
+    def lock(self, ticket_id: str) -> None:
+        """Hold the ticket's row until the transaction ends (SQLite already holds the write lock)."""
+        found = self.conn.execute(
+            select(tickets.c.ticket_id).where(tickets.c.ticket_id == ticket_id).with_for_update()
+        ).scalar_one_or_none()
+        if found is None:
+            raise TicketNotFound(f"ticket {ticket_id} does not exist")
+
+    # ---- state --------------------------------------------------------------------------------
+
+    def load_state(self, ticket_id: str) -> TicketState:
+        fields = {
+            row.field: FieldValue(row.value, _provenance_of(row))
+            for row in self.conn.execute(select(field_values).where(field_values.c.ticket_id == ticket_id))
+        }
+        pending: dict[str, dict[str, PendingWrite]] = {}
+        for row in self.conn.execute(select(outbox).where(outbox.c.ticket_id == ticket_id)):
+            pending.setdefault(row.system, {})[row.field] = PendingWrite(
+                row.value, row.system_field, row.system_value, _provenance_from_json(row.provenance)
+            )
+        delivered: dict[str, dict[str, Any]] = {}
+        for row in self.conn.execute(select(delivered_values).where(delivered_values.c.ticket_id == ticket_id)):
+            delivered.setdefault(row.system, {})[row.field] = row.value
+        return TicketState(ticket_id, fields, pending, delivered)
+
+    def save(self, before: TicketState, result: ApplyResult, now: datetime) -> None:
+        """Write what changed between `before` and `result.state`, and append the audit entries."""
+        after, ticket_id = result.state, before.ticket_id
+        changed = [(name, fv) for name, fv in after.fields.items() if before.fields.get(name) != fv]
+        if changed:
+            stmt = _upsert(self.conn, field_values)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["ticket_id", "field"],
+                set_={c: stmt.excluded[c] for c in (
+                    "value", "source_system", "author", "author_rank", "system_rank",
+                    "source_modified_at", "received_at", "event_id",
+                )},
+            )
+            self.conn.execute(stmt, [_field_row(ticket_id, name, fv) for name, fv in changed])
+            self.conn.execute(update(tickets).where(tickets.c.ticket_id == ticket_id).values(updated_at=now))
+        self._save_pending(ticket_id, before, after, now)
+        gone_marks = [
+            (system, name)
+            for system, marks in before.delivered.items()
+            for name in marks
+            if name not in after.delivered.get(system, {})
+        ]
+        if gone_marks:
+            self.conn.execute(
+                delete(delivered_values).where(
+                    delivered_values.c.ticket_id == ticket_id,
+                    tuple_(delivered_values.c.system, delivered_values.c.field).in_(gone_marks),
+                )
+            )
+        rows = [_audit_row(ticket_id, o, now) for o in result.outcomes if o.kind != "duplicate"]
+        if rows:
+            self.conn.execute(insert(audit_log), rows)
+
+    def _save_pending(self, ticket_id: str, before: TicketState, after: TicketState, now: datetime) -> None:
+        removed = [
+            (system, name)
+            for system, writes in before.pending.items()
+            for name in writes
+            if name not in after.pending.get(system, {})
+        ]
+        if removed:
+            self.conn.execute(
+                delete(outbox).where(
+                    outbox.c.ticket_id == ticket_id, tuple_(outbox.c.system, outbox.c.field).in_(removed)
+                )
+            )
+        upserts = [
+            {
+                "ticket_id": ticket_id, "system": system, "field": name, "value": pw.value,
+                "system_field": pw.system_field, "system_value": pw.system_value,
+                "provenance": _provenance_to_json(pw.provenance), "queued_at": now,
+            }
+            for system, writes in after.pending.items()
+            for name, pw in writes.items()
+            if before.pending.get(system, {}).get(name) != pw
+        ]
+        if upserts:
+            stmt = _upsert(self.conn, outbox)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["ticket_id", "system", "field"],
+                set_={c: stmt.excluded[c] for c in ("value", "system_field", "system_value", "provenance", "queued_at")},
+            )
+            self.conn.execute(stmt, upserts)
+
+    def record_delivered(self, ticket_id: str, system: str, values: dict[str, Any], now: datetime) -> None:
+        """Remember what the hub wrote to `system`, so that the system's report of it is an echo."""
+        if not values:
+            return
+        stmt = _upsert(self.conn, delivered_values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["ticket_id", "system", "field"],
+            set_={"value": stmt.excluded.value, "delivered_at": stmt.excluded.delivered_at},
+        )
+        self.conn.execute(
+            stmt,
+            [{"ticket_id": ticket_id, "system": system, "field": f, "value": v, "delivered_at": now}
+             for f, v in values.items()],
+        )
+
+    # ---- read side ----------------------------------------------------------------------------
+
+    def get(self, ticket_id: str) -> TicketView:
+        row = self.conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).one_or_none()
+        if row is None:
+            raise TicketNotFound(f"no ticket {ticket_id}")
+        state = self.load_state(ticket_id)
+        links = [
+            Xref(r.system, r.local_id)
+            for r in self.conn.execute(
+                select(xrefs).where(xrefs.c.ticket_id == ticket_id).order_by(xrefs.c.system, xrefs.c.local_id)
+            )
+        ]
+        return TicketView(ticket_id, row.created_at, row.updated_at, dict(state.fields), links)
+
+    def history(self, ticket_id: str) -> list[AuditEntry]:
+        if self.conn.execute(select(tickets.c.ticket_id).where(tickets.c.ticket_id == ticket_id)).first() is None:
+            raise TicketNotFound(f"no ticket {ticket_id}")
+        rows = self.conn.execute(
+            select(audit_log).where(audit_log.c.ticket_id == ticket_id).order_by(audit_log.c.id)
+        )
+        return [AuditEntry(**row._mapping) for row in rows]
+
+    def pending_writes(self, system: str | None = None) -> list[dict[str, Any]]:
+        query = select(outbox).order_by(outbox.c.queued_at, outbox.c.ticket_id, outbox.c.field)
+        if system is not None:
+            query = query.where(outbox.c.system == system)
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+
+class InboxRepository:
+    """Inbound events, stored before anything else happens; (system, external id) is unique."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def accept(self, system: str, external_id: str, payload: Any, now: datetime) -> tuple[str, bool]:
+        """Store the event; return (event_id, duplicate). A repeated external id changes nothing."""
+        event_id = f"{system}:{external_id}"
+        inserted = self.conn.execute(
+            _upsert(self.conn, inbox_events)
+            .values(event_id=event_id, system=system, external_id=external_id, received_at=now,
+                    payload=payload, state="received")
+            .on_conflict_do_nothing()
+            .returning(inbox_events.c.event_id)
+        ).scalar_one_or_none()
+        return event_id, inserted is None
+
+    def get(self, event_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(select(inbox_events).where(inbox_events.c.event_id == event_id)).one_or_none()
+        return None if row is None else dict(row._mapping)
+
+    def mark(self, event_id: str, state: str, now: datetime, ticket_id: str | None = None,
+             error: str | None = None) -> None:
+        self.conn.execute(
+            update(inbox_events)
+            .where(and_(inbox_events.c.event_id == event_id))
+            .values(state=state, processed_at=now, ticket_id=ticket_id, error=error)
+        )
+
+    def count(self, states: Sequence[str] = ()) -> int:
+        from sqlalchemy import func
+
+        query = select(func.count()).select_from(inbox_events)
+        if states:
+            query = query.where(inbox_events.c.state.in_(states))
+        return int(self.conn.execute(query).scalar_one())
+
+
+def _provenance_of(row: Any) -> Provenance:
+    return Provenance(
+        system=row.source_system, author=row.author, author_rank=row.author_rank, system_rank=row.system_rank,
+        modified_at=row.source_modified_at, received_at=row.received_at, event_id=row.event_id,
+    )
+
+
+def _field_row(ticket_id: str, name: str, fv: FieldValue) -> dict[str, Any]:
+    p = fv.provenance
+    return {
+        "ticket_id": ticket_id, "field": name, "value": fv.value, "source_system": p.system,
+        "author": p.author, "author_rank": p.author_rank, "system_rank": p.system_rank,
+        "source_modified_at": p.modified_at, "received_at": p.received_at, "event_id": p.event_id,
+    }
+
+
+def _audit_row(ticket_id: str, outcome: Outcome, now: datetime) -> dict[str, Any]:
+    change, p = outcome.change, outcome.change.provenance
+    return {
+        "ticket_id": ticket_id, "field": change.field, "outcome": outcome.kind,
+        "old_value": None if outcome.old is None else outcome.old.value, "new_value": change.value,
+        "system": p.system, "author": p.author, "author_rank": p.author_rank,
+        "source_modified_at": p.modified_at, "received_at": p.received_at, "event_id": p.event_id,
+        "target_system": outcome.target, "reason": outcome.reason, "recorded_at": now,
+    }
+
+
+def _provenance_to_json(p: Provenance) -> dict[str, Any]:
+    return {
+        "system": p.system, "author": p.author, "author_rank": p.author_rank, "system_rank": p.system_rank,
+        "modified_at": p.modified_at.isoformat(), "received_at": p.received_at.isoformat(),
+        "event_id": p.event_id,
+    }
+
+
+def _provenance_from_json(data: dict[str, Any]) -> Provenance:
+    return Provenance(
+        system=data["system"], author=data["author"], author_rank=data["author_rank"],
+        system_rank=data["system_rank"], modified_at=datetime.fromisoformat(data["modified_at"]),
+        received_at=datetime.fromisoformat(data["received_at"]), event_id=data["event_id"],
+    )

@@ -1,0 +1,170 @@
+"""The database schema (SQLAlchemy Core). Alembic migrations in `migrations/` create and evolve it.
+
+- tickets / field_values: the golden record, one row per field with its provenance;
+- xrefs: (system, local ID) <-> global ticket ID;
+- audit_log: append-only history of every applied or rejected change (triggers refuse UPDATE/DELETE);
+- inbox_events: every inbound event, stored before anything else happens (dedup by system + event id);
+- outbox: the writes the hub owes each subscribed system, coalesced per (ticket, system, field);
+- delivered_values: the last value the hub wrote to each system, to recognise its echo;
+- id_sequences: per-day-per-business-code counters for global ticket IDs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on SQLite (which keeps no zone) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to the store; use UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JsonValue = JSON().with_variant(JSONB(), "postgresql")
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("ticket_id", String(32), primary_key=True),
+    Column("business_code", String(6), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+field_values = Table(
+    "field_values",
+    metadata,
+    Column("ticket_id", String(32), ForeignKey("tickets.ticket_id"), primary_key=True),
+    Column("field", String(64), primary_key=True),
+    Column("value", JsonValue, nullable=True),
+    Column("source_system", String(64), nullable=False),
+    Column("author", String(255), nullable=False),
+    Column("author_rank", Integer, nullable=False),
+    Column("system_rank", Integer, nullable=False),
+    Column("source_modified_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("event_id", String(255), nullable=False),
+)
+
+xrefs = Table(
+    "xrefs",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("local_id", String(255), primary_key=True),
+    Column("ticket_id", String(32), ForeignKey("tickets.ticket_id"), nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ticket_id", String(32), ForeignKey("tickets.ticket_id"), nullable=False),
+    Column("field", String(64), nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("old_value", JsonValue, nullable=True),
+    Column("new_value", JsonValue, nullable=True),
+    Column("system", String(64), nullable=False),
+    Column("author", String(255), nullable=False),
+    Column("author_rank", Integer, nullable=False),
+    Column("source_modified_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("target_system", String(64), nullable=True),
+    Column("reason", Text, nullable=False, default=""),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Index("ix_audit_log_ticket", "ticket_id", "id"),
+)
+
+inbox_events = Table(
+    "inbox_events",
+    metadata,
+    Column("event_id", String(255), primary_key=True),
+    Column("system", String(64), nullable=False),
+    Column("external_id", String(255), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("payload", JsonValue, nullable=False),
+    Column("state", String(16), nullable=False, default="received"),
+    Column("ticket_id", String(32), nullable=True),
+    Column("processed_at", UTCDateTime, nullable=True),
+    Column("error", Text, nullable=True),
+    UniqueConstraint("system", "external_id"),
+    Index("ix_inbox_events_state", "state", "received_at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("ticket_id", String(32), ForeignKey("tickets.ticket_id"), primary_key=True),
+    Column("system", String(64), primary_key=True),
+    Column("field", String(64), primary_key=True),
+    Column("value", JsonValue, nullable=True),
+    Column("system_field", String(255), nullable=False),
+    Column("system_value", JsonValue, nullable=True),
+    Column("provenance", JsonValue, nullable=False),
+    Column("queued_at", UTCDateTime, nullable=False),
+    Index("ix_outbox_system", "system", "queued_at"),
+)
+
+delivered_values = Table(
+    "delivered_values",
+    metadata,
+    Column("ticket_id", String(32), ForeignKey("tickets.ticket_id"), primary_key=True),
+    Column("system", String(64), primary_key=True),
+    Column("field", String(64), primary_key=True),
+    Column("value", JsonValue, nullable=True),
+    Column("delivered_at", UTCDateTime, nullable=False),
+)
+
+id_sequences = Table(
+    "id_sequences",
+    metadata,
+    Column("day", String(8), primary_key=True),
+    Column("business_code", String(6), primary_key=True),
+    Column("last_value", Integer, nullable=False),
+)

@@ -1,0 +1,108 @@
+"""The `tickethub` command line: db upgrade, mappings check, ticket show, demo, configuration errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hub.cli import app
+from mappings.loader import DEFAULT_DIR
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path) -> str:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TICKETHUB_CONFIG", raising=False)
+    monkeypatch.setenv("TICKETHUB_DATABASE_URL", database_url)
+    monkeypatch.setenv("COLUMNS", "200")
+    return database_url
+
+
+def test_demo_then_ticket_show_prints_the_record_and_history(env: str) -> None:
+    """`tickethub demo` plays a ticket through the hub; `ticket show` prints it with provenance and history."""
+    demo = runner.invoke(app, ["demo", "--no-serve"])
+    assert demo.exit_code == 0, demo.output
+    assert "not_owner" in demo.output and "invalid_value→erp" in demo.output and "orphan" in demo.output
+    ticket_id = next(word for word in demo.output.split() if word.endswith("-SVC-00001"))
+
+    shown = runner.invoke(app, ["ticket", "show", ticket_id, "--json", "--history"])
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.output)
+    assert data["fields"]["customer.name"]["value"] == "Ada Lovelace"
+    assert data["fields"]["customer.phone"]["provenance"]["author"] == "supervisor@example.com"
+    assert {"system": "erp", "local_id": "SO-5521"} in data["xrefs"]
+    assert {e["outcome"] for e in data["history"]} >= {"applied", "not_owner", "stale", "invalid_value"}
+
+    table = runner.invoke(app, ["ticket", "show", ticket_id, "--history"])
+    assert table.exit_code == 0 and "Ada Lovelace" in table.output and "not_owner" in table.output
+
+
+def test_demo_twice_is_idempotent(env: str) -> None:
+    """Running the demo again on the same database reports duplicates and leaves one ticket."""
+    runner.invoke(app, ["demo", "--no-serve"])
+    again = runner.invoke(app, ["demo", "--no-serve"])
+    assert again.exit_code == 0, again.output
+    assert "duplicate" in again.output and "SVC-00002" not in again.output
+
+
+def test_ticket_show_unknown_and_malformed(env: str) -> None:
+    """An unknown ticket exits 1 saying so; a malformed ID exits 2 explaining the format."""
+    runner.invoke(app, ["db", "upgrade"])
+    unknown = runner.invoke(app, ["ticket", "show", "20260213-SVC-00042"])
+    assert unknown.exit_code == 1 and "no ticket 20260213-SVC-00042" in unknown.output
+    malformed = runner.invoke(app, ["ticket", "show", "SVC-42"])
+    assert malformed.exit_code == 2 and "YYYYMMDD-BIZ-NNNNN" in malformed.output
+
+
+def test_db_upgrade_creates_the_schema(env: str) -> None:
+    """`tickethub db upgrade` says the database is up to date, run once or twice."""
+    for _ in range(2):
+        result = runner.invoke(app, ["db", "upgrade"])
+        assert result.exit_code == 0 and "up to date" in result.output
+
+
+def test_mappings_check_prints_the_ownership_matrix(env: str) -> None:
+    """`mappings check` shows which system owns, reads and writes each canonical field."""
+    result = runner.invoke(app, ["mappings", "check"])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if "production.progress" in line)
+    cells = [c.strip() for c in row.split("│")[1:-1]]
+    assert cells[0] == "production.progress"
+    assert "OWNER rw" in cells and "w" in cells and "no problems" in result.output
+
+
+def test_mappings_check_lists_every_problem_with_file_key_and_fix(env: str, tmp_path: Path) -> None:
+    """A broken mapping directory makes `mappings check` exit 2 and name each problem's file and key."""
+    broken = tmp_path / "maps"
+    shutil.copytree(DEFAULT_DIR, broken, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    text = (broken / "mes.toml").read_text().replace('[fields."production.progress"]', '[fields."production.progres"]')
+    (broken / "mes.toml").write_text(text)
+    (broken / "tickethub.toml").write_text('[hub]\nmappings_dir = "."\n')
+    result = runner.invoke(app, ["--config", str(broken / "tickethub.toml"), "mappings", "check"])
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    assert "mes.toml, key `fields.production.progres`" in output and "did you mean `production.progress`" in output
+
+
+def test_a_wrong_configuration_names_file_key_and_fix(env: str, tmp_path: Path) -> None:
+    """A misspelt key and a bad business code stop the hub with messages naming the key and the fix."""
+    config = tmp_path / "tickethub.toml"
+    config.write_text('[hub]\nbusiness_code = "svc1"\n\n[systems.crm]\norigin = true\nrank = 50\n')
+    result = runner.invoke(app, ["--config", str(config), "mappings", "check"])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert "key `hub.business_code`" in output and "2 to 6 capital letters" in output
+    assert "key `systems.crm.rank`" in output and "mapping file" in output
+
+
+def test_api_refuses_to_start_without_a_token(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tickethub api` without the token variable exits at once naming the variable to set."""
+    monkeypatch.delenv("TICKETHUB_API_TOKEN", raising=False)
+    result = runner.invoke(app, ["api"])
+    assert result.exit_code == 2 and "TICKETHUB_API_TOKEN" in result.output

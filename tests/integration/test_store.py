@@ -1,0 +1,217 @@
+"""The store on SQLite and on PostgreSQL: IDs, cross-references, state round trip, append-only audit."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from hub.apply import apply_changes
+from hub.model import FieldChange, Provenance, TicketState
+from hub.store.engine import make_engine
+from hub.store.migrate import is_current, upgrade
+from hub.store.repository import Store
+from mappings.loader import DEFAULT_DIR, default_systems, load_mappings
+
+T0 = datetime(2026, 2, 13, 9, 0, tzinfo=UTC)
+MAPPINGS = load_mappings(DEFAULT_DIR, default_systems())
+
+
+def prov(system: str, minutes: int, event: str, author: str = "agent@example.com", rank: int = 50) -> Provenance:
+    return Provenance(system, author, rank, 50, T0 + timedelta(minutes=minutes, microseconds=123),
+                      T0 + timedelta(minutes=minutes, seconds=1), event)
+
+
+def test_upgrade_is_idempotent_and_reports_current(engine: Engine) -> None:
+    """`db upgrade` on an up-to-date database changes nothing and the schema reads as current."""
+    upgrade(engine)
+    assert is_current(engine)
+
+
+def test_same_local_id_always_maps_to_the_same_ticket(engine: Engine) -> None:
+    """A system's record is linked to one ticket forever; a new record gets the next ID of the day."""
+    store = Store(engine)
+    with store.unit_of_work() as uow:
+        first, created = uow.tickets.get_or_create("crm", "CASE-1", "SVC", T0)
+        again, created_again = uow.tickets.get_or_create("crm", "CASE-1", "SVC", T0 + timedelta(days=3))
+        other, _ = uow.tickets.get_or_create("crm", "CASE-2", "SVC", T0)
+        uow.commit()
+    assert (first, created, again, created_again) == ("20260213-SVC-00001", True, "20260213-SVC-00001", False)
+    assert other == "20260213-SVC-00002"
+    with store.unit_of_work() as uow:
+        assert uow.tickets.find_by_xref("crm", "CASE-1") == first
+
+
+def test_ids_count_per_day_and_business_code(engine: Engine) -> None:
+    """Each (day, business code) has its own sequence starting at 00001."""
+    store = Store(engine)
+    with store.unit_of_work() as uow:
+        ids = [
+            uow.tickets.allocate_ticket_id(date(2026, 2, 13), "SVC"),
+            uow.tickets.allocate_ticket_id(date(2026, 2, 13), "RMA"),
+            uow.tickets.allocate_ticket_id(date(2026, 2, 14), "SVC"),
+            uow.tickets.allocate_ticket_id(date(2026, 2, 13), "SVC"),
+        ]
+        uow.commit()
+    assert ids == ["20260213-SVC-00001", "20260213-RMA-00001", "20260214-SVC-00001", "20260213-SVC-00002"]
+
+
+def test_rolled_back_allocation_leaves_no_ticket(engine: Engine) -> None:
+    """A unit of work that is not committed leaves neither ticket nor link behind."""
+    store = Store(engine)
+    with store.unit_of_work() as uow:
+        uow.tickets.get_or_create("crm", "CASE-9", "SVC", T0)
+    with store.unit_of_work() as uow:
+        assert uow.tickets.find_by_xref("crm", "CASE-9") is None
+
+
+def _run_threads(count: int, target) -> list[BaseException]:  # type: ignore[no-untyped-def]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(count)
+
+    def runner(index: int) -> None:
+        try:
+            barrier.wait()
+            target(index)
+        except BaseException as exc:  # collected and re-raised by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=runner, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+def test_eight_concurrent_allocators_never_hand_out_the_same_id(database_url: str) -> None:
+    """Eight allocators racing on one day and code get distinct, gap-free IDs."""
+    per_thread, results = 40, []
+    lock = threading.Lock()
+    engine = make_engine(database_url, pool_size=8, max_overflow=0)
+
+    def allocate(_index: int) -> None:
+        store = Store(engine)
+        for _ in range(per_thread):
+            with store.unit_of_work() as uow:
+                ticket_id = uow.tickets.allocate_ticket_id(date(2026, 2, 13), "SVC")
+                uow.commit()
+            with lock:
+                results.append(ticket_id)
+
+    errors = _run_threads(8, allocate)
+    engine.dispose()
+    assert not errors, errors
+    assert len(results) == len(set(results)) == 8 * per_thread
+    assert sorted(int(r.rsplit("-", 1)[1]) for r in results) == list(range(1, 8 * per_thread + 1))
+
+
+def test_concurrent_first_sightings_of_one_record_create_one_ticket(database_url: str) -> None:
+    """Eight workers seeing the same new CRM case at once all link it to the same single ticket."""
+    engine = make_engine(database_url, pool_size=8, max_overflow=0)
+    seen: list[str] = []
+
+    def create(_index: int) -> None:
+        with Store(engine).unit_of_work() as uow:
+            ticket_id, _ = uow.tickets.get_or_create("crm", "CASE-RACE", "SVC", T0)
+            uow.commit()
+        seen.append(ticket_id)
+
+    errors = _run_threads(8, create)
+    with engine.connect() as conn:
+        tickets = conn.execute(text("SELECT count(*) FROM tickets")).scalar_one()
+    engine.dispose()
+    assert not errors, errors
+    assert len(set(seen)) == 1 and tickets == 1
+
+
+def test_state_round_trips_through_the_store(engine: Engine) -> None:
+    """What apply produced is exactly what the store loads back: values, provenance, outbox, echo marks."""
+    store = Store(engine)
+    with store.unit_of_work() as uow:
+        ticket_id, _ = uow.tickets.get_or_create("crm", "CASE-1", "SVC", T0)
+        uow.tickets.record_delivered(ticket_id, "erp", {"billing.amount": "10"}, T0)
+        before = uow.tickets.load_state(ticket_id)
+        result = apply_changes(before, [
+            FieldChange("customer.phone", "+44 20 7946 0000", prov("crm", 1, "crm:e1")),
+            FieldChange("status", "assigned", prov("crm", 2, "crm:e2")),
+            FieldChange("production.progress", 40, prov("mes", 3, "mes:e3", "shopfloor-lead", 70)),
+            FieldChange("billing.amount", "12.50", prov("erp", 4, "erp:e4", "accounting", 60)),
+            FieldChange("customer.name", "Mallory", prov("erp", 5, "erp:e5", "accounting", 60)),
+        ], MAPPINGS)
+        uow.tickets.save(before, result, T0)
+        uow.commit()
+    with store.unit_of_work() as uow:
+        loaded = uow.tickets.load_state(ticket_id)
+    assert loaded == result.state
+    assert loaded.fields["billing.amount"].value == "12.5"
+    assert loaded.delivered == {}  # the erp moved on from the value the hub wrote: the echo mark is gone
+    assert set(loaded.pending) == {"crm", "erp", "wms"}
+    assert loaded.fields["customer.phone"].provenance.modified_at == T0 + timedelta(minutes=1, microseconds=123)
+
+
+def test_history_keeps_applied_and_rejected_changes_in_order(engine: Engine) -> None:
+    """The audit trail lists every change in arrival order, rejections with their author and reason."""
+    store = Store(engine)
+    with store.unit_of_work() as uow:
+        ticket_id, _ = uow.tickets.get_or_create("crm", "CASE-1", "SVC", T0)
+        before = uow.tickets.load_state(ticket_id)
+        result = apply_changes(before, [
+            FieldChange("customer.phone", "111111", prov("crm", 1, "crm:e1")),
+            FieldChange("production.progress", 90, prov("crm", 2, "crm:e2", "agent@example.com")),
+            FieldChange("customer.phone", "222222", prov("crm", 0, "crm:e0")),
+        ], MAPPINGS)
+        uow.tickets.save(before, result, T0)
+        uow.commit()
+    with store.unit_of_work() as uow:
+        history = uow.tickets.history(ticket_id)
+    assert [(h.field, h.outcome, h.new_value) for h in history][:1] == [("customer.phone", "applied", "111111")]
+    rejected = [(h.field, h.outcome, h.author) for h in history if h.outcome not in ("applied",)]
+    assert ("production.progress", "not_owner", "agent@example.com") in rejected
+    assert ("customer.phone", "stale", "agent@example.com") in rejected
+    assert [h.id for h in history] == sorted(h.id for h in history)
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE audit_log SET new_value = '\"forged\"'",
+    "DELETE FROM audit_log",
+])
+def test_audit_log_refuses_update_and_delete(engine: Engine, statement: str) -> None:
+    """Nobody, not even SQL typed by hand, can rewrite or erase the audit trail."""
+    store = Store(engine)
+    with store.unit_of_work() as uow:
+        ticket_id, _ = uow.tickets.get_or_create("crm", "CASE-1", "SVC", T0)
+        before = uow.tickets.load_state(ticket_id)
+        result = apply_changes(before, [FieldChange("customer.phone", "111111", prov("crm", 1, "crm:e1"))], MAPPINGS)
+        uow.tickets.save(before, result, T0)
+        uow.commit()
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+        conn.execute(text(statement))
+    with store.unit_of_work() as uow:
+        assert [h.new_value for h in uow.tickets.history(ticket_id)] == ["111111"]
+
+
+def test_repository_offers_no_way_to_change_history() -> None:
+    """The repository's code never issues UPDATE or DELETE against the audit log."""
+    import inspect
+
+    import hub.store.repository as repository
+
+    source = inspect.getsource(repository)
+    assert "update(audit_log" not in source and "delete(audit_log" not in source
+
+
+def test_inbox_accepts_an_event_once(engine: Engine) -> None:
+    """The same (system, event id) delivered twice is stored once and reported as a duplicate."""
+    store = Store(engine)
+    with store.unit_of_work() as uow:
+        first = uow.inbox.accept("crm", "evt-1", {"a": 1}, T0)
+        second = uow.inbox.accept("crm", "evt-1", {"a": 2}, T0)
+        uow.commit()
+    with store.unit_of_work() as uow:
+        stored = uow.inbox.get("crm:evt-1")
+    assert first == ("crm:evt-1", False) and second == ("crm:evt-1", True)
+    assert stored is not None and stored["payload"] == {"a": 1}
