@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.errors import TicketNotFound
@@ -28,6 +29,26 @@ from hub.store.tables import (
     xrefs,
 )
 from hub.ticket_ids import format_ticket_id
+
+_TABLES = {t.name: t for t in (field_values, outbox, delivered_values)}
+
+# Hot-path statements, built once: constructing a statement costs more than running it on SQLite.
+_ID = bindparam("ticket_id")
+_FIND_XREF = select(xrefs.c.ticket_id).where(xrefs.c.system == bindparam("system"),
+                                             xrefs.c.local_id == bindparam("local_id"))
+_LOCK_TICKET = select(tickets.c.ticket_id).where(tickets.c.ticket_id == _ID).with_for_update()
+_TOUCH_TICKET = update(tickets).where(tickets.c.ticket_id == bindparam("b_ticket_id")).values(
+    updated_at=bindparam("b_updated_at"))
+_LOAD_FIELDS = select(field_values).where(field_values.c.ticket_id == _ID)
+_LOAD_PENDING = select(outbox).where(outbox.c.ticket_id == _ID)
+_LOAD_DELIVERED = select(delivered_values).where(delivered_values.c.ticket_id == _ID)
+_GET_EVENT = select(inbox_events).where(inbox_events.c.event_id == bindparam("event_id"))
+_MARK_EVENT = (
+    update(inbox_events)
+    .where(inbox_events.c.event_id == bindparam("b_event_id"))
+    .values(state=bindparam("b_state"), processed_at=bindparam("b_processed_at"),
+            ticket_id=bindparam("b_ticket_id"), error=bindparam("b_error"))
+)
 
 
 @dataclass(frozen=True)
@@ -97,6 +118,21 @@ def _upsert(conn: Connection, table: Any) -> Any:
     return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
+@cache
+def _replace_statement(dialect: str, table_name: str) -> Any:
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE every other column; built once per dialect."""
+    table = _TABLES[table_name]
+    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    keys = [c.name for c in table.primary_key.columns]
+    return stmt.on_conflict_do_update(
+        index_elements=keys, set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    )
+
+
+def _replace(conn: Connection, table: Any) -> Any:
+    return _replace_statement(conn.dialect.name, table.name)
+
+
 class TicketRepository:
     def __init__(self, conn: Connection):
         self.conn = conn
@@ -114,9 +150,7 @@ class TicketRepository:
         return format_ticket_id(day, code, sequence)
 
     def find_by_xref(self, system: str, local_id: str) -> str | None:
-        return self.conn.execute(
-            select(xrefs.c.ticket_id).where(xrefs.c.system == system, xrefs.c.local_id == local_id)
-        ).scalar_one_or_none()
+        return self.conn.execute(_FIND_XREF, {"system": system, "local_id": local_id}).scalar_one_or_none()
 
     def get_or_create(self, system: str, local_id: str, code: str, now: datetime) -> tuple[str, bool]:
         """The ticket linked to (system, local_id), creating ticket and link if there is none.
@@ -156,9 +190,7 @@ class TicketRepository:
 
     def lock(self, ticket_id: str) -> None:
         """Hold the ticket's row until the transaction ends (SQLite already holds the write lock)."""
-        found = self.conn.execute(
-            select(tickets.c.ticket_id).where(tickets.c.ticket_id == ticket_id).with_for_update()
-        ).scalar_one_or_none()
+        found = self.conn.execute(_LOCK_TICKET, {"ticket_id": ticket_id}).scalar_one_or_none()
         if found is None:
             raise TicketNotFound(f"ticket {ticket_id} does not exist")
 
@@ -167,15 +199,15 @@ class TicketRepository:
     def load_state(self, ticket_id: str) -> TicketState:
         fields = {
             row.field: FieldValue(row.value, _provenance_of(row))
-            for row in self.conn.execute(select(field_values).where(field_values.c.ticket_id == ticket_id))
+            for row in self.conn.execute(_LOAD_FIELDS, {"ticket_id": ticket_id})
         }
         pending: dict[str, dict[str, PendingWrite]] = {}
-        for row in self.conn.execute(select(outbox).where(outbox.c.ticket_id == ticket_id)):
+        for row in self.conn.execute(_LOAD_PENDING, {"ticket_id": ticket_id}):
             pending.setdefault(row.system, {})[row.field] = PendingWrite(
                 row.value, row.system_field, row.system_value, _provenance_from_json(row.provenance)
             )
         delivered: dict[str, dict[str, Any]] = {}
-        for row in self.conn.execute(select(delivered_values).where(delivered_values.c.ticket_id == ticket_id)):
+        for row in self.conn.execute(_LOAD_DELIVERED, {"ticket_id": ticket_id}):
             delivered.setdefault(row.system, {})[row.field] = row.value
         return TicketState(ticket_id, fields, pending, delivered)
 
@@ -184,16 +216,9 @@ class TicketRepository:
         after, ticket_id = result.state, before.ticket_id
         changed = [(name, fv) for name, fv in after.fields.items() if before.fields.get(name) != fv]
         if changed:
-            stmt = _upsert(self.conn, field_values)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["ticket_id", "field"],
-                set_={c: stmt.excluded[c] for c in (
-                    "value", "source_system", "author", "author_rank", "system_rank",
-                    "source_modified_at", "received_at", "event_id",
-                )},
-            )
-            self.conn.execute(stmt, [_field_row(ticket_id, name, fv) for name, fv in changed])
-            self.conn.execute(update(tickets).where(tickets.c.ticket_id == ticket_id).values(updated_at=now))
+            self.conn.execute(_replace(self.conn, field_values),
+                              [_field_row(ticket_id, name, fv) for name, fv in changed])
+            self.conn.execute(_TOUCH_TICKET, {"b_ticket_id": ticket_id, "b_updated_at": now})
         self._save_pending(ticket_id, before, after, now)
         gone_marks = [
             (system, name)
@@ -236,24 +261,14 @@ class TicketRepository:
             if before.pending.get(system, {}).get(name) != pw
         ]
         if upserts:
-            stmt = _upsert(self.conn, outbox)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["ticket_id", "system", "field"],
-                set_={c: stmt.excluded[c] for c in ("value", "system_field", "system_value", "provenance", "queued_at")},
-            )
-            self.conn.execute(stmt, upserts)
+            self.conn.execute(_replace(self.conn, outbox), upserts)
 
     def record_delivered(self, ticket_id: str, system: str, values: dict[str, Any], now: datetime) -> None:
         """Remember what the hub wrote to `system`, so that the system's report of it is an echo."""
         if not values:
             return
-        stmt = _upsert(self.conn, delivered_values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["ticket_id", "system", "field"],
-            set_={"value": stmt.excluded.value, "delivered_at": stmt.excluded.delivered_at},
-        )
         self.conn.execute(
-            stmt,
+            _replace(self.conn, delivered_values),
             [{"ticket_id": ticket_id, "system": system, "field": f, "value": v, "delivered_at": now}
              for f, v in values.items()],
         )
@@ -307,16 +322,13 @@ class InboxRepository:
         return event_id, inserted is None
 
     def get(self, event_id: str) -> dict[str, Any] | None:
-        row = self.conn.execute(select(inbox_events).where(inbox_events.c.event_id == event_id)).one_or_none()
+        row = self.conn.execute(_GET_EVENT, {"event_id": event_id}).one_or_none()
         return None if row is None else dict(row._mapping)
 
     def mark(self, event_id: str, state: str, now: datetime, ticket_id: str | None = None,
              error: str | None = None) -> None:
-        self.conn.execute(
-            update(inbox_events)
-            .where(and_(inbox_events.c.event_id == event_id))
-            .values(state=state, processed_at=now, ticket_id=ticket_id, error=error)
-        )
+        self.conn.execute(_MARK_EVENT, {"b_event_id": event_id, "b_state": state, "b_processed_at": now,
+                                        "b_ticket_id": ticket_id, "b_error": error})
 
     def count(self, states: Sequence[str] = ()) -> int:
         from sqlalchemy import func
