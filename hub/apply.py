@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from hub.canonical import FIELDS, normalize
+from hub.canonical import FIELDS, JsonScalar, normalize
 from hub.errors import InvalidValue
 from hub.model import ApplyResult, FieldChange, FieldValue, Outcome, PendingWrite, TicketState
 from mappings.engine import MappingSet
@@ -49,7 +49,7 @@ def _apply_one(
     change: FieldChange,
     fields: dict[str, FieldValue],
     pending: dict[str, dict[str, PendingWrite]],
-    delivered: dict[str, dict[str, object]],
+    delivered: dict[str, dict[str, JsonScalar]],
     mappings: MappingSet,
 ) -> list[Outcome]:
     name, source = change.field, change.provenance.system

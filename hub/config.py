@@ -100,9 +100,9 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         for variable, key in ENV_OVERRIDES.items():
             if environ.get(variable):
                 hub_section[key] = environ[variable]
-        if path is not None and "mappings_dir" in hub_section and not os.path.isabs(hub_section["mappings_dir"]):
-            if not environ.get("TICKETHUB_MAPPINGS_DIR"):
-                hub_section["mappings_dir"] = str(path.parent / hub_section["mappings_dir"])
+        relative = "mappings_dir" in hub_section and not os.path.isabs(hub_section["mappings_dir"])
+        if path is not None and relative and not environ.get("TICKETHUB_MAPPINGS_DIR"):
+            hub_section["mappings_dir"] = str(path.parent / hub_section["mappings_dir"])
         raw["hub"] = hub_section
     if "systems" not in raw:
         raw["systems"] = {name: {"origin": name == "crm"} for name in default_systems()}

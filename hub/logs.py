@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -12,7 +13,7 @@ import structlog
 _SECRET_KEYS = re.compile(r"(secret|token|password|signature|authorization|credential|api_key)", re.I)
 
 
-def scrub_secrets(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def scrub_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Replace the value of any key that names a secret; the key stays, so the line still says what."""
     for key in list(event):
         if key != "event" and _SECRET_KEYS.search(key):

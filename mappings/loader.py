@@ -203,8 +203,9 @@ def _check_ownership(mapping_set: MappingSet) -> list[Problem]:
 
 def _hint(error_type: str, loc: tuple[int | str, ...]) -> str:
     if error_type == "extra_forbidden":
-        section = {"system": _SystemSection, "fields": _FieldSection}.get(str(loc[0])) if loc else None
-        allowed = sorted((section or _MappingFile).model_fields)
+        sections: dict[str, type[BaseModel]] = {"system": _SystemSection, "fields": _FieldSection}
+        section = sections.get(str(loc[0]), _MappingFile) if loc else _MappingFile
+        allowed = sorted(section.model_fields)
         return f"remove it; allowed keys here are {', '.join(allowed)}"
     if error_type == "missing":
         return "add it"

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, tuple_, update
@@ -33,7 +33,7 @@ from hub.ticket_ids import format_ticket_id
 _TABLES = {t.name: t for t in (field_values, outbox, delivered_values)}
 
 # Hot-path statements, built once: constructing a statement costs more than running it on SQLite.
-_ID = bindparam("ticket_id")
+_ID: Any = bindparam("ticket_id")
 _FIND_XREF = select(xrefs.c.ticket_id).where(xrefs.c.system == bindparam("system"),
                                              xrefs.c.local_id == bindparam("local_id"))
 _LOCK_TICKET = select(tickets.c.ticket_id).where(tickets.c.ticket_id == _ID).with_for_update()

@@ -111,8 +111,9 @@ def test_the_hub_hears_its_own_write_back_as_an_echo(hub: Hub) -> None:
         uow.tickets.link(ticket_id, "wms", "SHP-1", T0)
         uow.tickets.record_delivered(ticket_id, "wms", {"customer.phone": "+44 1"}, T0)
         uow.commit()
-    result = submit(hub, "wms", "e2", {"local_id": "SHP-1", "modified_at": (T0 + timedelta(minutes=2)).isoformat(),
-                                       "author": "warehouse-lead", "fields": {"shipment": {"recipient_phone": "+44 1"}}})
+    result = submit(hub, "wms", "e2", {
+        "local_id": "SHP-1", "modified_at": (T0 + timedelta(minutes=2)).isoformat(), "author": "warehouse-lead",
+        "fields": {"shipment": {"recipient_phone": "+44 1"}}})
     assert [o.kind for o in result.outcomes] == ["echo"]
 
 

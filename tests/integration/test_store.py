@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from hub.apply import apply_changes
-from hub.model import FieldChange, Provenance, TicketState
+from hub.model import FieldChange, Provenance
 from hub.store.engine import make_engine
 from hub.store.migrate import is_current, upgrade
 from hub.store.repository import Store
