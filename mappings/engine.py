@@ -123,7 +123,7 @@ class FieldMapping:
         if fmt == "unix":
             return int(moment.timestamp())
         if fmt == "unix_ms":
-            return int(moment.timestamp() * 1000)
+            return round(moment.timestamp() * 1000)
         if fmt == "iso":
             return format_datetime(moment)
         return moment.strftime(fmt)
