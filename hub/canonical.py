@@ -67,7 +67,10 @@ FIELDS: dict[str, CanonicalField] = {
 def format_datetime(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise InvalidValue(f"datetime {moment.isoformat()} has no time zone; send UTC or an offset")
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    try:
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    except OverflowError as exc:
+        raise InvalidValue(f"datetime {moment.isoformat()} is outside the years 1 to 9999 in UTC") from exc
 
 
 def parse_datetime(text: str) -> datetime:
@@ -77,7 +80,10 @@ def parse_datetime(text: str) -> datetime:
         raise InvalidValue(f"`{text}` is not an ISO 8601 date-time") from exc
     if moment.tzinfo is None:
         raise InvalidValue(f"date-time `{text}` has no time zone; add `Z` or an offset")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise InvalidValue(f"date-time `{text}` is outside the years 1 to 9999 in UTC") from exc
 
 
 def normalize(field_name: str, value: Any) -> JsonScalar:
@@ -113,11 +119,11 @@ def normalize(field_name: str, value: Any) -> JsonScalar:
             raise InvalidValue(f"`{field_name}` takes a decimal number as a string or integer, not {value!r}")
         try:
             number = Decimal(value)
-        except InvalidOperation as exc:
+        except (InvalidOperation, ValueError) as exc:
             raise InvalidValue(f"`{field_name}`: `{value}` is not a number") from exc
         if not number.is_finite():
             raise InvalidValue(f"`{field_name}`: `{value}` is not a finite number")
-        return format(number.normalize(), "f")
+        return "0" if number.is_zero() else format(number.normalize(), "f")
     if kind == "datetime":
         if isinstance(value, datetime):
             return format_datetime(value)

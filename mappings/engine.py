@@ -28,6 +28,7 @@ class FieldMapping:
     direction: Direction
     owner: bool = False
     values: tuple[tuple[str, str], ...] = ()  # (system value, canonical value), in file order
+    accepts: tuple[str, ...] = ()  # the system's own enum values it accepts; empty: every mapped one
     date_format: str | None = None  # iso (default) | unix | unix_ms | a strftime pattern (naive = UTC)
     scale: Decimal | None = None  # system value = canonical value x scale (e.g. 100 for cents)
     max_length: int | None = None
@@ -50,7 +51,7 @@ class FieldMapping:
             return None
         if self.values:
             table = dict(self.values)
-            if raw not in table:
+            if not isinstance(raw, str) or raw not in table:
                 raise InvalidValue(
                     f"`{self.system_field}` = `{raw}` has no mapping to `{self.canonical}`;"
                     f" mapped values are {', '.join(table)}"
@@ -59,8 +60,15 @@ class FieldMapping:
         elif FIELDS[self.canonical].type == "datetime":
             raw = self._parse_date(raw)
         elif self.scale is not None:
-            raw = _scaled(raw, self.system_field) / self.scale
-            raw = format(raw.normalize(), "f") if FIELDS[self.canonical].type == "decimal" else int(raw)
+            scaled = _scaled(raw, self.system_field) / self.scale
+            if FIELDS[self.canonical].type == "decimal":
+                raw = format(scaled.normalize(), "f")
+            elif scaled != scaled.to_integral_value():
+                raise InvalidValue(
+                    f"`{self.system_field}` = `{raw}` divided by scale {self.scale} is not a whole number"
+                )
+            else:
+                raw = int(scaled)
         return normalize(self.canonical, raw)
 
     def to_system(self, value: JsonScalar, system: str) -> JsonScalar:
@@ -69,9 +77,11 @@ class FieldMapping:
             return None
         out: JsonScalar
         if self.values:
-            out = next((sys_value for sys_value, canon in self.values if canon == value), None)
+            out = next((sys_value for sys_value, canon in self.values
+                        if canon == value and (not self.accepts or sys_value in self.accepts)), None)
             if out is None:
-                accepted = sorted({canon for _, canon in self.values})
+                accepted = sorted({canon for sys_value, canon in self.values
+                                   if not self.accepts or sys_value in self.accepts})
                 raise InvalidValue(
                     f"{system} does not accept `{self.canonical}` = `{value}` (its field `{self.system_field}`"
                     f" takes {', '.join(accepted)})"
@@ -113,8 +123,9 @@ class FieldMapping:
                 if "T" in text and not re.search(r"(Z|[+-]\d\d:?\d\d)$", text):
                     text += "Z"  # the system speaks naive UTC
                 return format_datetime(parse_datetime(text))
-            return format_datetime(datetime.strptime(str(raw), fmt).replace(tzinfo=UTC))
-        except (ValueError, TypeError, InvalidValue) as exc:
+            parsed = datetime.strptime(str(raw), fmt)
+            return format_datetime(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+        except (ValueError, TypeError, OverflowError, OSError, InvalidValue) as exc:
             raise InvalidValue(f"`{self.system_field}` = `{raw}` is not a date-time in format {fmt}") from exc
 
     def _format_date(self, value: str) -> JsonScalar:
@@ -187,6 +198,9 @@ def lookup_path(record: Mapping[str, Any], path: str) -> tuple[bool, Any]:
 
 def _scaled(raw: Any, name: str) -> Decimal:
     try:
-        return Decimal(str(raw))
-    except InvalidOperation as exc:
+        number = Decimal(str(raw))
+    except (InvalidOperation, ValueError) as exc:
         raise InvalidValue(f"`{name}` = `{raw}` is not a number") from exc
+    if isinstance(raw, bool) or not number.is_finite():
+        raise InvalidValue(f"`{name}` = `{raw}` is not a finite number")
+    return number

@@ -154,6 +154,7 @@ def _field(where: str, name: str, section: _FieldSection, problems: list[Problem
         direction=section.direction,
         owner=section.owner,
         values=tuple((section.values or {}).items()),
+        accepts=tuple(section.accepts or ()),
         date_format=section.date_format,
         scale=section.scale,
         max_length=section.max_length,
