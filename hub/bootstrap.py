@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
@@ -25,6 +25,8 @@ class Hub:
     mappings: MappingSet
     store: Store
     clock: Callable[[], datetime] = utc_now
+    # called with the event id after an event is durably accepted (the relay listens here)
+    on_accept: list[Callable[[str], None]] = field(default_factory=list)
 
     @property
     def engine(self) -> Engine:

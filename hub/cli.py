@@ -17,13 +17,15 @@ from hub.config import Settings, load_settings
 from hub.errors import ConfigError, InvalidTicketId, MappingError, TicketNotFound
 from hub.logs import configure_logging
 from hub.ticket_ids import parse_ticket_id
-from hub.views import audit_json, ticket_json
+from hub.views import audit_json, delivery_json, ticket_json
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="tickethub: one service ticket across systems.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 mappings_app = typer.Typer(no_args_is_help=True, help="Mapping files and ownership.")
 ticket_app = typer.Typer(no_args_is_help=True, help="Look at tickets.")
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead-lettered deliveries: inspect and replay.")
 app.add_typer(db_app, name="db")
+app.add_typer(dlq_app, name="dlq")
 app.add_typer(mappings_app, name="mappings")
 app.add_typer(ticket_app, name="ticket")
 
@@ -153,27 +155,187 @@ def print_history(entries: list[dict[str, Any]]) -> None:
 
 
 @app.command("api")
-def api(ctx: typer.Context, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve the HTTP API."""
+def api(ctx: typer.Context, host: str = "127.0.0.1", port: int = 8000,
+        relay: Annotated[bool, typer.Option(help="publish accepted events to the workers")] = True) -> None:
+    """Serve the HTTP API (webhook intake, tickets, deliveries, health, metrics)."""
     hub = _hub(ctx)
     token = hub.settings.api_token()
     if not token:
         err.print(f"[red]tickethub api: set the bearer token in ${hub.settings.hub.api_token_env} "
                   "(the variable named by [hub] api_token_env)[/]")
         raise typer.Exit(2)
-    _serve(hub, token, host, port)
+    _serve(hub, token, host, port, relay)
 
 
-def _serve(hub: Hub, token: str, host: str, port: int) -> None:
-    import uvicorn
-
-    from hub.api import create_app
+def _require_current_schema(hub: Hub) -> None:
     from hub.store.migrate import is_current
 
     if not is_current(hub.engine):
         err.print("[red]the database is missing or behind: run `tickethub db upgrade` first[/]")
         raise typer.Exit(2)
-    uvicorn.run(create_app(hub, token), host=host, port=port, log_level="warning")
+
+
+def _serve(hub: Hub, token: str, host: str, port: int, relay: bool = False) -> None:
+    import uvicorn
+
+    from hub.api import create_app
+    from hub.pipeline import Relay
+    from hub.runtime import start_runtime
+
+    _require_current_schema(hub)
+    relay_thread = None
+    if relay:
+        runtime = start_runtime(hub)
+        relay_thread = Relay(hub, runtime.publish_events, hub.settings.delivery.relay_interval_seconds)
+        hub.on_accept.append(relay_thread.notify)
+        relay_thread.start()
+    try:
+        uvicorn.run(create_app(hub, token), host=host, port=port, log_level="warning")
+    finally:
+        if relay_thread:
+            relay_thread.stop()
+
+
+@app.command("worker")
+def worker(ctx: typer.Context,
+           queues: Annotated[str, typer.Option(help="events, deliveries, or both")] = "events,deliveries",
+           concurrency: Annotated[int, typer.Option(help="threads")] = 16,
+           prefetch: Annotated[int, typer.Option(help="messages reserved per thread")] = 1,
+           metrics_port: Annotated[int | None, typer.Option(help="serve this worker's /metrics")] = None,
+           ) -> None:
+    """Run a Celery worker: processes events and delivers writes (threads; HTTP waits do not block it)."""
+    from hub.runtime import start_runtime
+
+    hub = _hub(ctx)
+    _require_current_schema(hub)
+    runtime = start_runtime(hub)
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1")
+    from hub.celery_app import celery_app
+
+    name = "-".join(q.strip() for q in queues.split(",")) or "all"
+    celery_app.worker_main([
+        "worker", "--pool", "threads", "--concurrency", str(concurrency), "--queues", queues,
+        "--prefetch-multiplier", str(prefetch), "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "--hostname", f"tickethub-{name}-{os.getpid()}@%h", "--loglevel", "WARNING",
+    ])
+    runtime.client.close()
+
+
+@app.command("beat")
+def beat(ctx: typer.Context) -> None:
+    """Run the scheduler (the sweeper that re-publishes lost work; later, nightly reconciliation)."""
+    from hub.celery_app import configure_celery
+
+    hub = _hub(ctx)
+    app_ = configure_celery(hub.settings)
+    hub.settings.hub.data_dir.mkdir(parents=True, exist_ok=True)
+    app_.start(["beat", "--schedule", str(hub.settings.hub.data_dir / "celerybeat-schedule"),
+                "--loglevel", "WARNING"])
+
+
+@app.command("up")
+def up(ctx: typer.Context, host: str = "127.0.0.1", port: int = 8000,
+       concurrency: Annotated[int, typer.Option(help="delivery threads")] = 32) -> None:
+    """API + workers + scheduler in one command, on the embedded default or whatever is configured."""
+    import shutil
+
+    from hub.store.migrate import upgrade
+    from hub.supervisor import Child, Supervisor, tickethub_argv
+
+    hub = _hub(ctx)
+    upgrade(hub.engine)
+    data_dir = hub.settings.hub.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if ctx.obj["config"]:
+        env["TICKETHUB_CONFIG"] = str(Path(ctx.obj["config"]).resolve())
+    token_var = hub.settings.hub.api_token_env
+    if not env.get(token_var):
+        token_file = data_dir / "api-token"
+        if not token_file.exists():
+            token_file.write_text(secrets.token_urlsafe(32))
+            token_file.chmod(0o600)
+        env[token_var] = token_file.read_text().strip()
+        out.print(f"API token (from ${token_var}, or else kept in {token_file}): read it from that file")
+    metrics_dir = data_dir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
+    out.print(f"tickethub up: API on http://{host}:{port}, database {hub.engine.url.render_as_string()}, "
+              f"broker {hub.settings.hub.broker_url or 'embedded (' + str(data_dir / 'broker') + ')'}")
+    children = [
+        Child("api", tickethub_argv("api", "--host", host, "--port", str(port))),
+        Child("worker-events", tickethub_argv("worker", "--queues", "events", "--concurrency", "4",
+                                              "--prefetch", "8")),
+        Child("worker-deliveries", tickethub_argv("worker", "--queues", "deliveries", "--concurrency",
+                                                  str(concurrency), "--prefetch", "1")),
+        Child("beat", tickethub_argv("beat")),
+    ]
+    raise typer.Exit(Supervisor(children, env).run())
+
+
+@dlq_app.command("list")
+def dlq_list(ctx: typer.Context, system: Annotated[str | None, typer.Option(help="only this system")] = None,
+             since: Annotated[str | None, typer.Option(help="ISO date-time: dead-lettered since")] = None,
+             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List dead-lettered deliveries with their last error."""
+    hub = _hub(ctx)
+    with hub.store.unit_of_work() as uow:
+        rows = uow.deliveries.find("dead", system, _since(since), limit=1000)
+    data = [delivery_json(r) for r in rows]
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    table = Table(title=f"dead letters: {len(data)}")
+    for column in ("id", "ticket", "system", "attempts", "status", "error", "fields", "updated"):
+        table.add_column(column)
+    for d in data:
+        table.add_row(str(d["id"]), d["ticket_id"], d["system"], str(d["attempts"]), str(d["last_status"]),
+                      (d["last_error"] or "")[:80], ", ".join(d["fields"]), d["updated_at"])
+    out.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(ctx: typer.Context, ids: Annotated[list[int] | None, typer.Argument(help="delivery IDs")] = None,
+               system: Annotated[str | None, typer.Option(help="every dead letter of this system")] = None,
+               since: Annotated[str | None, typer.Option(help="ISO date-time: dead-lettered since")] = None,
+               all_: Annotated[bool, typer.Option("--all", help="every dead letter")] = False) -> None:
+    """Replay dead-lettered deliveries (by ID, or all of a system / since a time)."""
+    from hub.delivery import replay_delivery
+    from hub.runtime import start_runtime
+
+    hub = _hub(ctx)
+    if not ids and not (system or since or all_):
+        err.print("[red]name delivery IDs, or --system / --since / --all[/]")
+        raise typer.Exit(2)
+    with hub.store.unit_of_work() as uow:
+        targets = ids or [r["id"] for r in uow.deliveries.find("dead", system, _since(since), limit=100000)]
+    runtime = start_runtime(hub)
+    replayed = 0
+    for delivery_id in targets:
+        try:
+            created = replay_delivery(hub, delivery_id)
+        except LookupError as exc:
+            err.print(f"[yellow]{exc}[/]")
+            continue
+        runtime.publish_deliveries(created)
+        replayed += 1
+    out.print(f"replayed {replayed} dead letter(s)")
+
+
+def _since(text: str | None) -> Any:
+    if text is None:
+        return None
+    from hub.canonical import parse_datetime
+
+    try:
+        return parse_datetime(text if ("T" not in text or text[-1] == "Z" or "+" in text) else text + "Z")
+    except Exception as exc:
+        err.print(f"[red]--since: {exc}[/]")
+        raise typer.Exit(2) from exc
 
 
 @app.command("demo")

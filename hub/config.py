@@ -27,6 +27,7 @@ ENV_OVERRIDES = {  # environment variable -> key in [hub]
     "TICKETHUB_BROKER_URL": "broker_url",
     "TICKETHUB_MAPPINGS_DIR": "mappings_dir",
     "TICKETHUB_BUSINESS_CODE": "business_code",
+    "TICKETHUB_DATA_DIR": "data_dir",
 }
 
 
@@ -39,7 +40,8 @@ class HubSettings(_Strict):
     clock_skew_seconds: float = Field(default=2.0, ge=0)
     api_token_env: str = "TICKETHUB_API_TOKEN"
     database_url: str = DEFAULT_DATABASE_URL
-    broker_url: str | None = None
+    broker_url: str | None = None  # none: the embedded broker (kombu's filesystem transport under data_dir)
+    data_dir: Path = Path("./var")  # embedded broker, beat schedule, generated API token
     mappings_dir: Path = DEFAULT_DIR
 
     @field_validator("business_code")
@@ -50,6 +52,20 @@ class HubSettings(_Strict):
         return value
 
 
+class DeliverySettings(_Strict):
+    """How writes to systems are retried and paced."""
+
+    backoff_base_seconds: float = Field(default=5.0, gt=0)  # first retry waits up to this (full jitter)
+    backoff_cap_seconds: float = Field(default=3600.0, gt=0)  # no single wait is longer
+    retry_horizon_seconds: float = Field(default=86400.0, gt=0)  # after this, a failing write is dead-lettered
+    timeout_seconds: float = Field(default=10.0, gt=0)  # one HTTP call
+    max_in_flight_per_system: int = Field(default=8, ge=1)  # a slow system cannot take every worker
+    lease_seconds: float = Field(default=120.0, gt=0)  # an in-flight write older than this is retried
+    redispatch_after_seconds: float = Field(default=30.0, gt=0)  # unfinished work re-published by the sweeper
+    sweep_interval_seconds: float = Field(default=10.0, gt=0)
+    relay_interval_seconds: float = Field(default=0.2, gt=0)
+
+
 class SystemSettings(_Strict):
     type: str = "generic"
     base_url: str | None = None
@@ -57,10 +73,12 @@ class SystemSettings(_Strict):
     origin: bool = False
     credentials_env: str | None = None
     webhook_secrets_env: str | None = None
+    max_in_flight: int | None = Field(default=None, ge=1)  # overrides [delivery] max_in_flight_per_system
 
 
 class Settings(_Strict):
     hub: HubSettings = HubSettings()
+    delivery: DeliverySettings = DeliverySettings()
     systems: dict[str, SystemSettings] = {}
     source: str = "(embedded default)"
 
@@ -133,8 +151,10 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
 def _fix(error_type: str, loc: tuple[int | str, ...]) -> str:
     if error_type == "extra_forbidden":
         section: type[BaseModel] = HubSettings if loc and loc[0] == "hub" else SystemSettings
-        if loc and loc[0] not in ("hub", "systems"):
-            return "remove it; the file has [hub] and [systems.<name>] tables"
+        if loc and loc[0] == "delivery":
+            section = DeliverySettings
+        if loc and loc[0] not in ("hub", "systems", "delivery"):
+            return "remove it; the file has [hub], [delivery] and [systems.<name>] tables"
         extra = " (system and author ranks live in the system's mapping file)" if loc[-1] == "rank" else ""
         return f"remove it; allowed keys are {', '.join(sorted(section.model_fields))}{extra}"
     return "correct the value"

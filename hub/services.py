@@ -8,7 +8,7 @@ the audit entries and the outbox, and mark the event processed. Processing twice
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -53,6 +53,7 @@ class Processed:
     created: bool = False
     outcomes: tuple[Outcome, ...] = ()
     error: str | None = None
+    deliveries: tuple[int, ...] = ()  # deliveries scheduled by this event, to publish
 
 
 def parse_generic(system: str, payload: Any) -> SourceRecord:
@@ -74,6 +75,9 @@ def accept_event(hub: Hub, system: str, external_id: str, payload: Any) -> tuple
         event_id, duplicate = uow.inbox.accept(system, external_id, payload, hub.clock())
         uow.commit()
     log.info("event accepted", system=system, event_id=event_id, duplicate=duplicate)
+    if not duplicate:
+        for listener in hub.on_accept:
+            listener(event_id)
     return event_id, duplicate
 
 
@@ -96,7 +100,9 @@ def process_event(hub: Hub, event_id: str) -> Processed:
             log.warning("event not applied", system=event["system"], event_id=event_id, state=state, error=str(exc))
             return Processed(event_id, state, error=str(exc))
         uow.inbox.mark(event_id, "processed", now, ticket_id=processed.ticket_id)
+        scheduled = uow.deliveries.schedule(processed.ticket_id, now) if processed.ticket_id else []
         uow.commit()
+    processed = replace(processed, deliveries=tuple(scheduled))
     for outcome in processed.outcomes:
         if outcome.kind not in ("applied", "duplicate"):
             log.info("change rejected", ticket_id=processed.ticket_id, system=outcome.change.provenance.system,

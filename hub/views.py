@@ -54,3 +54,33 @@ def audit_json(entry: AuditEntry) -> dict[str, Any]:
         "target_system": entry.target_system,
         "reason": entry.reason,
     }
+
+
+def delivery_json(row: dict[str, Any], attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def when(value: Any) -> str | None:
+        return format_datetime(value) if value is not None else None
+
+    data = {
+        "id": row["id"],
+        "ticket_id": row["ticket_id"],
+        "system": row["system"],
+        "state": row["state"],
+        "fields": {name: f["system_value"] for name, f in (row["fields"] or {}).items()},
+        "attempts": row["attempts"],
+        "last_status": row["last_status"],
+        "last_error": row["last_error"],
+        "next_attempt_at": when(row["next_attempt_at"]),
+        "created_at": when(row["created_at"]),
+        "updated_at": when(row["updated_at"]),
+        "delivered_at": when(row["delivered_at"]),
+        "replayed_as": row["replayed_as"],
+    }
+    if attempts is not None:
+        data["attempt_log"] = [
+            {"number": a["number"], "outcome": a["outcome"], "status_code": a["status_code"], "error": a["error"],
+             "started_at": when(a["started_at"]), "finished_at": when(a["finished_at"]),
+             "retry_after_seconds": a["retry_after_seconds"]}
+            for a in attempts
+        ]
+    return data
+

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.errors import TicketNotFound
 from hub.model import ApplyResult, FieldValue, Outcome, PendingWrite, Provenance, TicketState
+from hub.store.deliveries import DeliveryRepository
 from hub.store.tables import (
     audit_log,
     delivered_values,
@@ -108,6 +109,7 @@ class UnitOfWork:
         self.conn = conn
         self.tickets = TicketRepository(conn)
         self.inbox = InboxRepository(conn)
+        self.deliveries = DeliveryRepository(conn)
 
     def commit(self) -> None:
         self.conn.commit()

@@ -5,6 +5,7 @@
 - audit_log: append-only history of every applied or rejected change (triggers refuse UPDATE/DELETE);
 - inbox_events: every inbound event, stored before anything else happens (dedup by system + event id);
 - outbox: the writes the hub owes each subscribed system, coalesced per (ticket, system, field);
+- deliveries / delivery_attempts: writes to one system for one ticket, their state and every attempt;
 - delivered_values: the last value the hub wrote to each system, to recognise its echo;
 - id_sequences: per-day-per-business-code counters for global ticket IDs.
 """
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -29,6 +31,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -133,6 +136,7 @@ inbox_events = Table(
     Column("ticket_id", String(32), nullable=True),
     Column("processed_at", UTCDateTime, nullable=True),
     Column("error", Text, nullable=True),
+    Column("dispatched_at", UTCDateTime, nullable=True),  # when a process_event task was last published
     UniqueConstraint("system", "external_id"),
     Index("ix_inbox_events_state", "state", "received_at"),
 )
@@ -149,6 +153,52 @@ outbox = Table(
     Column("provenance", JsonValue, nullable=False),
     Column("queued_at", UTCDateTime, nullable=False),
     Index("ix_outbox_system", "system", "queued_at"),
+)
+
+ACTIVE_DELIVERY_STATES = ("pending", "in_flight", "retry_wait")
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ticket_id", String(32), ForeignKey("tickets.ticket_id"), nullable=False),
+    Column("system", String(64), nullable=False),
+    # pending -> in_flight -> delivered | retry_wait (-> in_flight ...) | dead (-> replayed)
+    Column("state", String(16), nullable=False),
+    Column("fields", JsonValue, nullable=False),  # canonical field -> {system_field, system_value, value, provenance}
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("first_accepted_at", UTCDateTime, nullable=True),  # earliest acceptance of an event it carries
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("replayed_as", BigInteger().with_variant(Integer(), "sqlite"), nullable=True),
+    Index("ix_deliveries_state", "state", "next_attempt_at"),
+    Index("ix_deliveries_ticket", "ticket_id", "system"),
+    # at most one delivery in progress per (ticket, system): writes to one record never overtake each other
+    Index(
+        "uq_deliveries_active", "ticket_id", "system", unique=True,
+        sqlite_where=text("state IN ('pending', 'in_flight', 'retry_wait')"),
+        postgresql_where=text("state IN ('pending', 'in_flight', 'retry_wait')"),
+    ),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("delivery_id", BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("deliveries.id"),
+           nullable=False, index=True),
+    Column("number", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=False),
+    Column("outcome", String(16), nullable=False),  # delivered | retry | dead
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("retry_after_seconds", Float, nullable=True),
 )
 
 delivered_values = Table(

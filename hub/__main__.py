@@ -1,0 +1,5 @@
+"""`python -m hub` is the `tickethub` command."""
+
+from hub.cli import app
+
+app()

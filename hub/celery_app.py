@@ -1,0 +1,60 @@
+"""The one Celery app. `configure_celery(settings)` points it at the broker; nothing happens at import.
+
+Without `broker_url` the hub uses an embedded broker that needs no server: kombu's filesystem
+transport under `data_dir/broker`. Teams set `TICKETHUB_BROKER_URL` to `amqp://…` or `redis://…`.
+The database, not the broker, is the record of work: an event or delivery whose message a broker
+loses is published again by the sweeper, so a broker restart loses nothing accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from hub.config import Settings
+
+celery_app = Celery("tickethub", include=["hub.tasks"])
+
+EVENTS_QUEUE = "events"
+DELIVERIES_QUEUE = "deliveries"
+
+
+def broker_settings(settings: Settings) -> dict[str, Any]:
+    url = settings.hub.broker_url
+    if not url:
+        folder = (settings.hub.data_dir / "broker").resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        return {"broker_url": "filesystem://", "broker_transport_options": {
+            "data_folder_in": str(folder), "data_folder_out": str(folder), "polling_interval": 0.05}}
+    options: dict[str, Any] = {}
+    if url.startswith(("redis://", "rediss://")):
+        # a countdown (retry) longer than the visibility timeout would be delivered twice
+        options["visibility_timeout"] = int(settings.delivery.backoff_cap_seconds * 2 + 600)
+    return {"broker_url": url, "broker_transport_options": options}
+
+
+def configure_celery(settings: Settings) -> Celery:
+    celery_app.conf.update(
+        **broker_settings(settings),
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=EVENTS_QUEUE,
+        task_routes={
+            "tickethub.process_event": {"queue": EVENTS_QUEUE},
+            "tickethub.sweep": {"queue": EVENTS_QUEUE},
+            "tickethub.deliver": {"queue": DELIVERIES_QUEUE},
+        },
+        beat_schedule={
+            "sweep": {"task": "tickethub.sweep", "schedule": settings.delivery.sweep_interval_seconds},
+        },
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+    )
+    return celery_app

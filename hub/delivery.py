@@ -1,0 +1,117 @@
+"""Deliver one delivery: claim it (one transaction), write through the connector (no transaction open),
+record the outcome (one transaction). Returns what the caller (a Celery task) must schedule next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from random import Random
+from typing import Any
+
+import structlog
+
+from connectors.base import Connector, WriteRequest, WriteResult
+from hub.bootstrap import Hub
+from hub.errors import TickethubError
+from hub.retry import RetryPolicy, classify
+from hub.store.deliveries import Claim
+
+log = structlog.get_logger("tickethub.delivery")
+
+
+@dataclass(frozen=True)
+class DeliverOutcome:
+    kind: str  # delivered | retry | dead | busy | not_due | gone | in_flight | superseded | late
+    countdown: float | None = None  # for retry/busy: when to try again
+    follow_ups: list[int] = field(default_factory=list)  # deliveries to publish now
+    latency_seconds: float | None = None  # acceptance of the oldest carried event -> delivered
+
+
+def retry_policy(hub: Hub) -> RetryPolicy:
+    d = hub.settings.delivery
+    return RetryPolicy(d.backoff_base_seconds, d.backoff_cap_seconds, d.retry_horizon_seconds)
+
+
+def max_in_flight(hub: Hub, system: str) -> int:
+    own = hub.settings.systems[system].max_in_flight if system in hub.settings.systems else None
+    return own or hub.settings.delivery.max_in_flight_per_system
+
+
+def deliver_once(hub: Hub, delivery_id: int, connector_for: Callable[[str], Connector],
+                 rng: Random | None = None) -> DeliverOutcome:
+    rng = rng or Random()
+    started = hub.clock()
+    with hub.store.unit_of_work() as uow:
+        system = (uow.deliveries.get(delivery_id) or {}).get("system", "")
+        claim = uow.deliveries.claim(delivery_id, started, timedelta(seconds=hub.settings.delivery.lease_seconds),
+                                     max_in_flight(hub, system) if system else 1)
+        uow.commit()
+    if isinstance(claim, str):
+        countdown = 0.5 + rng.random() if claim == "busy" else None
+        return DeliverOutcome(claim, countdown)
+
+    bound = log.bind(ticket_id=claim.ticket_id, system=claim.system, delivery_id=delivery_id, attempt=claim.attempt)
+    try:
+        connector = connector_for(claim.system)
+    except TickethubError as exc:
+        result = WriteResult(None, error=str(exc), permanent=True)
+    else:
+        result = connector.write(WriteRequest(
+            delivery_id, claim.ticket_id, claim.system, claim.local_id, claim.system_fields(), claim.attempt))
+    return _finish(hub, claim, result, started, rng, bound)
+
+
+def _finish(hub: Hub, claim: Claim, result: WriteResult, started: datetime, rng: Random,
+            bound: Any) -> DeliverOutcome:
+    now = hub.clock()
+    verdict = classify(result.status_code, result.permanent)
+    policy = retry_policy(hub)
+    with hub.store.unit_of_work() as uow:
+        if not uow.deliveries.still_mine(claim):
+            uow.deliveries.record_attempt(claim, started, now, "late", result.status_code, result.error,
+                                          result.retry_after)
+            uow.commit()
+            bound.warning("delivery finished after its lease ran out; another attempt owns it")
+            return DeliverOutcome("late")
+        wait = None
+        if verdict == "retry":
+            wait = policy.delay(claim.attempt, rng, result.retry_after)
+            if policy.gives_up((now - claim.created_at).total_seconds(), wait):
+                verdict = "dead"
+                result = replace(result, error=f"gave up after {claim.attempt} attempts: {result.error}")
+        uow.deliveries.record_attempt(claim, started, now, verdict, result.status_code, result.error,
+                                      result.retry_after)
+        latency = None
+        if verdict == "delivered":
+            uow.deliveries.mark_delivered(claim, now, result.status_code)
+            uow.tickets.record_delivered(claim.ticket_id, claim.system,
+                                         {name: f["value"] for name, f in claim.fields.items()}, now)
+            if result.local_id and claim.local_id is None:
+                uow.tickets.link(claim.ticket_id, claim.system, result.local_id, now)
+            accepted = uow.deliveries.get(claim.delivery_id)["first_accepted_at"]  # type: ignore[index]
+            latency = (now - accepted).total_seconds() if accepted else None
+        elif verdict == "retry":
+            assert wait is not None
+            uow.deliveries.mark_retry(claim, now, now + timedelta(seconds=wait), result.status_code, result.error)
+        else:
+            uow.deliveries.mark_dead(claim, now, result.status_code, result.error)
+        follow_ups = [] if verdict == "retry" else uow.deliveries.schedule(claim.ticket_id, now, [claim.system])
+        uow.commit()
+    if verdict == "dead":
+        bound.warning("delivery dead-lettered", status_code=result.status_code, error=result.error)
+    else:
+        bound.info(f"delivery {verdict}", status_code=result.status_code, countdown=wait)
+    return DeliverOutcome(verdict, wait, follow_ups, latency)
+
+
+def replay_delivery(hub: Hub, delivery_id: int) -> list[int]:
+    """Replay one dead letter: its still-current fields go back to the outbox and a delivery is scheduled.
+    Returns the new delivery IDs to publish; LookupError if it is not dead-lettered."""
+    with hub.store.unit_of_work() as uow:
+        created, skipped = uow.deliveries.replay(delivery_id, hub.clock())
+        uow.commit()
+    if skipped:
+        log.info("replay skipped superseded fields", delivery_id=delivery_id, fields=skipped)
+    return created

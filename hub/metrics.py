@@ -1,0 +1,69 @@
+"""Prometheus metrics. Counters live in the process that counts; delivery states and dead-letter depth
+are read from the database at scrape time, so any API instance reports the whole pipeline.
+
+Processes started by `tickethub up` share PROMETHEUS_MULTIPROC_DIR, so the API's /metrics also
+includes what the worker counted (apply latency, end-to-end latency, delivery outcomes).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+EVENTS = Counter("tickethub_events_total", "Inbound webhooks by outcome",
+                 ["system", "outcome"])  # outcome: accepted | duplicate | rejected_<reason>
+APPLY_SECONDS = Histogram("tickethub_apply_seconds", "Time to process one event into the golden record",
+                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+DELIVERIES = Counter("tickethub_deliveries_total", "Delivery attempts by outcome", ["outcome"])
+END_TO_END_SECONDS = Histogram(
+    "tickethub_end_to_end_seconds", "From accepting an event to delivering its last write",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
+
+
+def record_delivery(outcome: Any) -> None:
+    DELIVERIES.labels(outcome.kind).inc()
+    if outcome.latency_seconds is not None:
+        END_TO_END_SECONDS.observe(outcome.latency_seconds)
+
+
+class DeliveryStateCollector:
+    """Deliveries by system and state, and the dead-letter depth, from the database."""
+
+    def __init__(self, hub: Any):
+        self.hub = hub
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        by_state = GaugeMetricFamily("tickethub_deliveries", "Deliveries by system and state",
+                                     labels=["system", "state"])
+        dead = GaugeMetricFamily("tickethub_dead_letters", "Dead-lettered deliveries awaiting replay",
+                                 labels=["system"])
+        with self.hub.store.unit_of_work() as uow:
+            counts = uow.deliveries.counts()
+        dead_by_system: dict[str, int] = {}
+        for system, state, count in counts:
+            by_state.add_metric([system, state], count)
+            if state == "dead":
+                dead_by_system[system] = count
+        for system in self.hub.settings.systems:
+            dead.add_metric([system], dead_by_system.get(system, 0))
+        yield by_state
+        yield dead
+
+
+def render(hub: Any) -> bytes:
+    """The text exposition: this process's counters (or every tickethub process's, in multiprocess
+    mode) and the delivery states read from the database."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        counters = generate_latest(registry)
+    else:
+        counters = generate_latest(REGISTRY)
+    states = CollectorRegistry()
+    states.register(DeliveryStateCollector(hub))  # type: ignore[arg-type]
+    return counters + generate_latest(states)

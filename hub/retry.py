@@ -1,0 +1,46 @@
+"""The one retry policy for deliveries: what an answer means, and how long to wait before the next try.
+
+Pure: the caller passes the random source, so tests can pin the jitter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from random import Random
+from typing import Literal
+
+Verdict = Literal["delivered", "retry", "dead"]
+RETRYABLE_4XX = frozenset({408, 409, 429})
+
+
+def classify(status_code: int | None, permanent: bool = False) -> Verdict:
+    """2xx delivered; no answer, 5xx, 408, 409 and 429 are worth retrying; any other answer is permanent."""
+    if permanent:
+        return "dead"
+    if status_code is None:
+        return "retry"
+    if 200 <= status_code < 300:
+        return "delivered"
+    if status_code >= 500 or status_code in RETRYABLE_4XX:
+        return "retry"
+    return "dead"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_seconds: float = 5.0
+    cap_seconds: float = 3600.0
+    horizon_seconds: float = 86400.0
+
+    def delay(self, attempt: int, rng: Random, retry_after: float | None = None) -> float:
+        """Wait before attempt `attempt + 1`: exponential back-off with full jitter, never less than the
+        answer's Retry-After (a system asking for time gets it, up to the cap)."""
+        ceiling = min(self.cap_seconds, self.base_seconds * 2 ** max(0, attempt - 1))
+        wait = rng.uniform(self.base_seconds / 2, ceiling) if ceiling > self.base_seconds / 2 else ceiling
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.cap_seconds))
+        return wait
+
+    def gives_up(self, age_seconds: float, wait: float) -> bool:
+        """True when the next attempt would fall past the horizon measured from the delivery's creation."""
+        return age_seconds + wait > self.horizon_seconds

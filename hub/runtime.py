@@ -1,0 +1,83 @@
+"""Per-process wiring for the API and workers: the hub, the webhook secrets, an HTTP client shared
+by the connectors, and publishing tasks in batches. Set once at process start by `start_runtime`."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+import structlog
+
+from connectors.base import Connector
+from connectors.registry import build_connector
+from hub.bootstrap import Hub, bootstrap
+from hub.config import load_settings
+
+log = structlog.get_logger("tickethub.runtime")
+
+
+def webhook_secrets(hub: Hub, environ: Mapping[str, str] | None = None) -> dict[str, list[str]]:
+    from hub.intake import load_webhook_secrets
+
+    return load_webhook_secrets(hub.settings, os.environ if environ is None else environ)
+
+
+@dataclass
+class Runtime:
+    hub: Hub
+    secrets: Mapping[str, Sequence[str]]
+    client: httpx.Client
+    _connectors: dict[str, Connector] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def connector(self, system: str) -> Connector:
+        with self._lock:
+            if system not in self._connectors:
+                self._connectors[system] = build_connector(system, self.hub.settings, self.secrets, self.client)
+            return self._connectors[system]
+
+    def publish_events(self, event_ids: Iterable[str]) -> None:
+        from hub.tasks import process_event
+
+        _publish(process_event, [(event_id,) for event_id in event_ids])
+
+    def publish_deliveries(self, delivery_ids: Iterable[int], countdown: float | None = None) -> None:
+        from hub.tasks import deliver
+
+        _publish(deliver, [(delivery_id,) for delivery_id in delivery_ids], countdown)
+
+
+def _publish(task, arguments: list[tuple[object, ...]], countdown: float | None = None) -> None:  # type: ignore[no-untyped-def]
+    if not arguments:
+        return
+    with task.app.producer_or_acquire() as producer:
+        for args in arguments:
+            task.apply_async(args, countdown=countdown, producer=producer)
+
+
+_current: Runtime | None = None
+_current_lock = threading.Lock()
+
+
+def start_runtime(hub: Hub) -> Runtime:
+    global _current
+    from hub.celery_app import configure_celery
+
+    configure_celery(hub.settings)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    client = httpx.Client(timeout=hub.settings.delivery.timeout_seconds, limits=limits)
+    with _current_lock:
+        _current = Runtime(hub, webhook_secrets(hub), client)
+    return _current
+
+
+def current_runtime() -> Runtime:
+    """The process's runtime; a worker started by plain `celery` (not `tickethub worker`) bootstraps here."""
+    with _current_lock:
+        runtime = _current
+    if runtime is None:
+        runtime = start_runtime(bootstrap(load_settings()))
+    return runtime

@@ -1,0 +1,238 @@
+"""Deliveries in the database: scheduling from the outbox, claiming, finishing, replaying, sweeping.
+
+At most one delivery per (ticket, system) is in progress at a time (a partial unique index), so two
+writes to the same record never overtake each other. A delivery takes its fields from the outbox
+when it is claimed, so it always carries the newest values; fields that arrive while it is in flight
+wait in the outbox for the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from hub.store.tables import (
+    ACTIVE_DELIVERY_STATES,
+    deliveries,
+    delivery_attempts,
+    field_values,
+    inbox_events,
+    outbox,
+    xrefs,
+)
+
+_ACTIVE = text("state IN ('pending', 'in_flight', 'retry_wait')")
+
+
+@dataclass(frozen=True)
+class Claim:
+    delivery_id: int
+    ticket_id: str
+    system: str
+    local_id: str | None
+    fields: dict[str, dict[str, Any]]  # canonical field -> {system_field, system_value, value, provenance}
+    attempt: int
+    created_at: datetime
+
+    def system_fields(self) -> dict[str, Any]:
+        return {f["system_field"]: f["system_value"] for f in self.fields.values()}
+
+
+class DeliveryRepository:
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def _insert(self) -> Any:
+        return (postgresql if self.conn.dialect.name == "postgresql" else sqlite).insert(deliveries)
+
+    def schedule(self, ticket_id: str, now: datetime, systems: Sequence[str] | None = None) -> list[int]:
+        """A pending delivery for every system with outbox rows for the ticket and none in progress."""
+        query = select(outbox.c.system).where(outbox.c.ticket_id == ticket_id).distinct()
+        if systems is not None:
+            query = query.where(outbox.c.system.in_(systems))
+        created = []
+        for system in sorted(self.conn.execute(query).scalars()):
+            new_id = self.conn.execute(
+                self._insert()
+                .values(ticket_id=ticket_id, system=system, state="pending", fields={}, attempts=0,
+                        created_at=now, updated_at=now)
+                .on_conflict_do_nothing(index_elements=["ticket_id", "system"], index_where=_ACTIVE)
+                .returning(deliveries.c.id)
+            ).scalar_one_or_none()
+            if new_id is not None:
+                created.append(int(new_id))
+        return created
+
+    def claim(self, delivery_id: int, now: datetime, lease: timedelta, max_in_flight: int
+              ) -> Claim | str:
+        """Take a due delivery in flight with the newest outbox values; else say why not
+        (`gone`, `not_due`, `busy`, `in_flight`, `superseded`)."""
+        row = self.conn.execute(
+            select(deliveries).where(deliveries.c.id == delivery_id).with_for_update()
+        ).one_or_none()
+        if row is None:
+            return "gone"
+        if row.state == "in_flight" and row.lease_until is not None and row.lease_until > now:
+            return "in_flight"
+        if row.state not in ACTIVE_DELIVERY_STATES:
+            return "gone"
+        if row.state == "retry_wait" and row.next_attempt_at is not None and row.next_attempt_at > now:
+            return "not_due"
+        busy = self.conn.execute(
+            select(func.count()).select_from(deliveries).where(
+                deliveries.c.system == row.system, deliveries.c.state == "in_flight",
+                deliveries.c.lease_until > now, deliveries.c.id != delivery_id)
+        ).scalar_one()
+        if busy >= max_in_flight:
+            return "busy"
+
+        fields = dict(row.fields or {})
+        for pending in self.conn.execute(
+            select(outbox).where(outbox.c.ticket_id == row.ticket_id, outbox.c.system == row.system)
+        ):
+            fields[pending.field] = {"system_field": pending.system_field, "system_value": pending.system_value,
+                                     "value": pending.value, "provenance": pending.provenance}
+        self.conn.execute(delete(outbox).where(outbox.c.ticket_id == row.ticket_id, outbox.c.system == row.system))
+        if not fields:
+            self._set(delivery_id, state="superseded", updated_at=now, lease_until=None)
+            return "superseded"
+        accepted = [datetime.fromisoformat(f["provenance"]["received_at"]) for f in fields.values()]
+        self._set(delivery_id, state="in_flight", fields=fields, attempts=row.attempts + 1, updated_at=now,
+                  lease_until=now + lease, first_accepted_at=row.first_accepted_at or min(accepted))
+        local_id = self.conn.execute(
+            select(xrefs.c.local_id).where(xrefs.c.ticket_id == row.ticket_id, xrefs.c.system == row.system)
+            .order_by(xrefs.c.created_at).limit(1)
+        ).scalar_one_or_none()
+        return Claim(delivery_id, row.ticket_id, row.system, local_id, fields, row.attempts + 1, row.created_at)
+
+    def still_mine(self, claim: Claim) -> bool:
+        """The delivery is still in flight under this claim (not re-claimed after its lease ran out)."""
+        row = self.conn.execute(
+            select(deliveries.c.state, deliveries.c.attempts).where(deliveries.c.id == claim.delivery_id)
+            .with_for_update()
+        ).one()
+        return bool(row.state == "in_flight" and row.attempts == claim.attempt)
+
+    def record_attempt(self, claim: Claim, started: datetime, finished: datetime, outcome: str,
+                       status_code: int | None, error: str | None, retry_after: float | None) -> None:
+        self.conn.execute(insert(delivery_attempts).values(
+            delivery_id=claim.delivery_id, number=claim.attempt, started_at=started, finished_at=finished,
+            outcome=outcome, status_code=status_code, error=error, retry_after_seconds=retry_after))
+
+    def mark_delivered(self, claim: Claim, now: datetime, status_code: int | None) -> None:
+        self._set(claim.delivery_id, state="delivered", delivered_at=now, updated_at=now, lease_until=None,
+                  last_status=status_code, last_error=None)
+
+    def mark_retry(self, claim: Claim, now: datetime, next_at: datetime, status_code: int | None,
+                   error: str | None) -> None:
+        self._set(claim.delivery_id, state="retry_wait", next_attempt_at=next_at, updated_at=now, lease_until=None,
+                  last_status=status_code, last_error=error)
+
+    def mark_dead(self, claim: Claim, now: datetime, status_code: int | None, error: str | None) -> None:
+        self._set(claim.delivery_id, state="dead", updated_at=now, lease_until=None, last_status=status_code,
+                  last_error=error)
+
+    def replay(self, delivery_id: int, now: datetime) -> tuple[list[int], list[str]]:
+        """Put a dead delivery's fields back in the outbox and schedule them; fields whose value has
+        since been superseded in the golden record are not replayed (returned as the second list)."""
+        row = self.conn.execute(
+            select(deliveries).where(deliveries.c.id == delivery_id).with_for_update()
+        ).one_or_none()
+        if row is None or row.state != "dead":
+            raise LookupError(f"delivery {delivery_id} is not dead-lettered" if row else f"no delivery {delivery_id}")
+        current = {
+            r.field: r.event_id for r in self.conn.execute(
+                select(field_values.c.field, field_values.c.event_id).where(field_values.c.ticket_id == row.ticket_id))
+        }
+        stmt = (postgresql if self.conn.dialect.name == "postgresql" else sqlite).insert(outbox)
+        skipped = []
+        for name, data in row.fields.items():
+            if current.get(name) != data["provenance"]["event_id"]:
+                skipped.append(name)
+                continue
+            self.conn.execute(stmt.values(
+                ticket_id=row.ticket_id, system=row.system, field=name, value=data["value"],
+                system_field=data["system_field"], system_value=data["system_value"],
+                provenance=data["provenance"], queued_at=now,
+            ).on_conflict_do_nothing(index_elements=["ticket_id", "system", "field"]))
+        created = self.schedule(row.ticket_id, now, systems=[row.system])
+        active = created or list(self.conn.execute(
+            select(deliveries.c.id).where(deliveries.c.ticket_id == row.ticket_id,
+                                          deliveries.c.system == row.system,
+                                          deliveries.c.state.in_(ACTIVE_DELIVERY_STATES))).scalars())
+        self._set(delivery_id, state="replayed", updated_at=now, replayed_as=active[0] if active else None)
+        return created, skipped
+
+    # ---- relay and sweeper ------------------------------------------------------------------------
+
+    def take_undispatched_events(self, now: datetime, limit: int, stale_before: datetime | None = None) -> list[str]:
+        """Received events never published (or, with `stale_before`, published that long ago and still not
+        processed); marks them dispatched now. Concurrent relays on PostgreSQL skip each other's rows."""
+        condition: Any = inbox_events.c.dispatched_at.is_(None)
+        if stale_before is not None:
+            condition = or_(condition, inbox_events.c.dispatched_at < stale_before)
+        query = (select(inbox_events.c.event_id)
+                 .where(inbox_events.c.state == "received", condition)
+                 .order_by(inbox_events.c.received_at).limit(limit))
+        if self.conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        ids = list(self.conn.execute(query).scalars())
+        if ids:
+            self.conn.execute(update(inbox_events).where(inbox_events.c.event_id.in_(ids)).values(dispatched_at=now))
+        return ids
+
+    def overdue(self, now: datetime, stale_before: datetime, limit: int = 1000) -> list[int]:
+        """Deliveries whose task was lost: pending too long, retry time long past, or lease run out."""
+        query = select(deliveries.c.id).where(or_(
+            and_(deliveries.c.state == "pending", deliveries.c.updated_at < stale_before),
+            and_(deliveries.c.state == "retry_wait", deliveries.c.next_attempt_at < stale_before),
+            and_(deliveries.c.state == "in_flight", deliveries.c.lease_until < now),
+        )).order_by(deliveries.c.id).limit(limit)
+        ids = [int(i) for i in self.conn.execute(query).scalars()]
+        if ids:  # pushed back so that the next sweep does not publish them again at once
+            self.conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), deliveries.c.state == "pending")
+                              .values(updated_at=now))
+        return ids
+
+    def unscheduled_tickets(self, limit: int = 1000) -> list[str]:
+        """Tickets with outbox rows but no delivery in progress for that system (e.g. after a crash)."""
+        active = select(deliveries.c.id).where(
+            deliveries.c.ticket_id == outbox.c.ticket_id, deliveries.c.system == outbox.c.system,
+            deliveries.c.state.in_(ACTIVE_DELIVERY_STATES)).exists()
+        query = select(outbox.c.ticket_id).where(~active).distinct().limit(limit)
+        return list(self.conn.execute(query).scalars())
+
+    # ---- read side --------------------------------------------------------------------------------
+
+    def find(self, state: str | None = None, system: str | None = None, since: datetime | None = None,
+             limit: int = 100) -> list[dict[str, Any]]:
+        query = select(deliveries).order_by(deliveries.c.id.desc()).limit(limit)
+        if state:
+            query = query.where(deliveries.c.state == state)
+        if system:
+            query = query.where(deliveries.c.system == system)
+        if since:
+            query = query.where(deliveries.c.updated_at >= since)
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    def get(self, delivery_id: int) -> dict[str, Any] | None:
+        row = self.conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).one_or_none()
+        return None if row is None else dict(row._mapping)
+
+    def attempts(self, delivery_id: int) -> list[dict[str, Any]]:
+        rows = self.conn.execute(select(delivery_attempts).where(delivery_attempts.c.delivery_id == delivery_id)
+                                 .order_by(delivery_attempts.c.number, delivery_attempts.c.id))
+        return [dict(r._mapping) for r in rows]
+
+    def counts(self) -> list[tuple[str, str, int]]:
+        rows = self.conn.execute(select(deliveries.c.system, deliveries.c.state, func.count())
+                                 .group_by(deliveries.c.system, deliveries.c.state))
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
+    def _set(self, delivery_id: int, **values: Any) -> None:
+        self.conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))

@@ -1,0 +1,41 @@
+"""Celery tasks: thin. They take IDs, call a service, and publish what comes next.
+
+Retries of deliveries are scheduled here, by Celery (a countdown), and nowhere else.
+"""
+
+from __future__ import annotations
+
+import time
+
+from hub import metrics, services
+from hub.celery_app import celery_app
+from hub.delivery import deliver_once
+from hub.pipeline import sweep_once
+from hub.runtime import current_runtime
+
+
+@celery_app.task(name="tickethub.process_event", acks_late=True, reject_on_worker_lost=True)
+def process_event(event_id: str) -> None:
+    runtime = current_runtime()
+    started = time.perf_counter()
+    processed = services.process_event(runtime.hub, event_id)
+    metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
+    runtime.publish_deliveries(processed.deliveries)
+
+
+@celery_app.task(name="tickethub.deliver", acks_late=True, reject_on_worker_lost=True)
+def deliver(delivery_id: int) -> None:
+    runtime = current_runtime()
+    outcome = deliver_once(runtime.hub, delivery_id, runtime.connector)
+    metrics.record_delivery(outcome)
+    if outcome.kind in ("retry", "busy"):
+        runtime.publish_deliveries([delivery_id], countdown=outcome.countdown)
+    runtime.publish_deliveries(outcome.follow_ups)
+
+
+@celery_app.task(name="tickethub.sweep", acks_late=True)
+def sweep() -> None:
+    runtime = current_runtime()
+    events, delivery_ids = sweep_once(runtime.hub)
+    runtime.publish_events(events)
+    runtime.publish_deliveries(delivery_ids)
