@@ -48,7 +48,7 @@ def parse_retry_after(value: str | None, now_epoch: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit() also admits digits float() refuses, e.g. '²'
         return float(value)
     from email.utils import parsedate_to_datetime
 

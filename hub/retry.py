@@ -35,7 +35,8 @@ class RetryPolicy:
     def delay(self, attempt: int, rng: Random, retry_after: float | None = None) -> float:
         """Wait before attempt `attempt + 1`: exponential back-off with full jitter, never less than the
         answer's Retry-After (a system asking for time gets it, up to the cap)."""
-        ceiling = min(self.cap_seconds, self.base_seconds * 2 ** max(0, attempt - 1))
+        # the exponent is bounded: 2 ** 1024 no longer fits a float, and the cap is reached long before
+        ceiling = min(self.cap_seconds, self.base_seconds * 2.0 ** min(max(0, attempt - 1), 1000))
         wait = rng.uniform(self.base_seconds / 2, ceiling) if ceiling > self.base_seconds / 2 else ceiling
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.cap_seconds))
