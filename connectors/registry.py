@@ -22,5 +22,8 @@ def build_connector(system: str, settings: Settings, secrets: Mapping[str, Seque
         if not config.base_url:
             raise UnknownSystem(f"system `{system}` has no base_url to deliver to")
         signing = list(secrets.get(system, ()))
-        return GenericConnector(system, config.base_url, signing[0] if signing else None, client)
+        if not signing:  # receivers must be able to tell the hub's writes from anyone else's
+            raise UnknownSystem(f"system `{system}` has no webhook secret to sign deliveries with: set "
+                                f"webhook_secrets_env in [systems.{system}] and that variable")
+        return GenericConnector(system, config.base_url, signing[0], client)
     raise UnknownSystem(f"system `{system}` has connector type `{config.type}`, which cannot write yet")

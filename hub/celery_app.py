@@ -16,8 +16,11 @@ from hub.config import Settings
 
 celery_app = Celery("tickethub", include=["hub.tasks"])
 
-EVENTS_QUEUE = "events"
-DELIVERIES_QUEUE = "deliveries"
+QUEUES = ("events", "deliveries")  # logical names; the broker's are prefixed with [hub] queue_prefix
+
+
+def queue_name(settings: Settings, logical: str) -> str:
+    return f"{settings.hub.queue_prefix}{logical}"
 
 
 def broker_settings(settings: Settings) -> dict[str, Any]:
@@ -35,6 +38,7 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
 
 
 def configure_celery(settings: Settings) -> Celery:
+    events, deliveries = (queue_name(settings, q) for q in QUEUES)
     celery_app.conf.update(
         **broker_settings(settings),
         task_serializer="json",
@@ -44,11 +48,11 @@ def configure_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_default_queue=EVENTS_QUEUE,
+        task_default_queue=events,
         task_routes={
-            "tickethub.process_event": {"queue": EVENTS_QUEUE},
-            "tickethub.sweep": {"queue": EVENTS_QUEUE},
-            "tickethub.deliver": {"queue": DELIVERIES_QUEUE},
+            "tickethub.process_event": {"queue": events},
+            "tickethub.sweep": {"queue": events},
+            "tickethub.deliver": {"queue": deliveries},
         },
         beat_schedule={
             "sweep": {"task": "tickethub.sweep", "schedule": settings.delivery.sweep_interval_seconds},

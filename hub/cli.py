@@ -190,7 +190,13 @@ def _serve(hub: Hub, token: str, host: str, port: int, relay: bool = False) -> N
         hub.on_accept.append(relay_thread.notify)
         relay_thread.start()
     try:
-        uvicorn.run(create_app(hub, token), host=host, port=port, log_level="warning")
+        if relay:
+            from hub.ops_api import celery_broker_check
+
+            app_ = create_app(hub, token, runtime.secrets, runtime.publish_deliveries, celery_broker_check)
+        else:
+            app_ = create_app(hub, token)
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
     finally:
         if relay_thread:
             relay_thread.stop()
@@ -213,11 +219,17 @@ def worker(ctx: typer.Context,
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port, addr="127.0.0.1")
-    from hub.celery_app import celery_app
+    from hub.celery_app import QUEUES, celery_app, queue_name
 
-    name = "-".join(q.strip() for q in queues.split(",")) or "all"
+    logical = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = sorted(set(logical) - set(QUEUES))
+    if unknown or not logical:
+        err.print(f"[red]--queues takes {' and/or '.join(QUEUES)}, not {', '.join(unknown) or 'nothing'}[/]")
+        raise typer.Exit(2)
+    name = "-".join(logical)
     celery_app.worker_main([
-        "worker", "--pool", "threads", "--concurrency", str(concurrency), "--queues", queues,
+        "worker", "--pool", "threads", "--concurrency", str(concurrency),
+        "--queues", ",".join(queue_name(hub.settings, q) for q in logical),
         "--prefetch-multiplier", str(prefetch), "--without-gossip", "--without-mingle", "--without-heartbeat",
         "--hostname", f"tickethub-{name}-{os.getpid()}@%h", "--loglevel", "WARNING",
     ])

@@ -41,6 +41,7 @@ class HubSettings(_Strict):
     api_token_env: str = "TICKETHUB_API_TOKEN"
     database_url: str = DEFAULT_DATABASE_URL
     broker_url: str | None = None  # none: the embedded broker (kombu's filesystem transport under data_dir)
+    queue_prefix: str = ""  # several hubs can share one broker with different prefixes
     data_dir: Path = Path("./var")  # embedded broker, beat schedule, generated API token
     mappings_dir: Path = DEFAULT_DIR
 

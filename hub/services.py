@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
+from hub import metrics
 from hub.apply import apply_changes
 from hub.bootstrap import Hub
 from hub.errors import InvalidValue, OrphanRecord, UnknownSystem
@@ -74,6 +75,7 @@ def accept_event(hub: Hub, system: str, external_id: str, payload: Any) -> tuple
     with hub.store.unit_of_work() as uow:
         event_id, duplicate = uow.inbox.accept(system, external_id, payload, hub.clock())
         uow.commit()
+    metrics.EVENTS.labels(system, "duplicate" if duplicate else "accepted").inc()
     log.info("event accepted", system=system, event_id=event_id, duplicate=duplicate)
     if not duplicate:
         for listener in hub.on_accept:

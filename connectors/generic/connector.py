@@ -18,7 +18,7 @@ from connectors.signing import sign_standard
 
 
 class GenericConnector:
-    def __init__(self, system: str, url: str, secret: str | None, client: httpx.Client):
+    def __init__(self, system: str, url: str, secret: str, client: httpx.Client):
         self.system = system
         self.url = url
         self.secret = secret
@@ -33,9 +33,8 @@ class GenericConnector:
             "fields": dict(request.fields),
         }, separators=(",", ":")).encode()
         msg_id, timestamp = f"delivery-{request.delivery_id}", int(time.time())
-        headers = {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(timestamp)}
-        if self.secret:
-            headers["webhook-signature"] = sign_standard(self.secret, msg_id, timestamp, body)
+        headers = {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+                   "webhook-signature": sign_standard(self.secret, msg_id, timestamp, body)}
         try:
             response = self.client.post(self.url, content=body, headers=headers)
         except httpx.TimeoutException as exc:

@@ -2,8 +2,9 @@
 
 At most one delivery per (ticket, system) is in progress at a time (a partial unique index), so two
 writes to the same record never overtake each other. A delivery takes its fields from the outbox
-when it is claimed, so it always carries the newest values; fields that arrive while it is in flight
-wait in the outbox for the next one.
+when it is first claimed, so it carries the newest values of that moment; a retry, or a re-claim
+after a worker died, sends exactly the same content again (receivers may dedupe on `webhook-id`).
+Fields that arrive meanwhile wait in the outbox for the next delivery.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class DeliveryRepository:
             return "gone"
         if row.state == "retry_wait" and row.next_attempt_at is not None and row.next_attempt_at > now:
             return "not_due"
+        if self.conn.dialect.name == "postgresql":  # serialise the count per system across workers
+            self.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:system))"), {"system": row.system})
         busy = self.conn.execute(
             select(func.count()).select_from(deliveries).where(
                 deliveries.c.system == row.system, deliveries.c.state == "in_flight",
@@ -92,12 +95,14 @@ class DeliveryRepository:
             return "busy"
 
         fields = dict(row.fields or {})
-        for pending in self.conn.execute(
-            select(outbox).where(outbox.c.ticket_id == row.ticket_id, outbox.c.system == row.system)
-        ):
-            fields[pending.field] = {"system_field": pending.system_field, "system_value": pending.system_value,
-                                     "value": pending.value, "provenance": pending.provenance}
-        self.conn.execute(delete(outbox).where(outbox.c.ticket_id == row.ticket_id, outbox.c.system == row.system))
+        if row.attempts == 0:
+            for pending in self.conn.execute(
+                select(outbox).where(outbox.c.ticket_id == row.ticket_id, outbox.c.system == row.system)
+            ):
+                fields[pending.field] = {"system_field": pending.system_field, "system_value": pending.system_value,
+                                         "value": pending.value, "provenance": pending.provenance}
+            self.conn.execute(
+                delete(outbox).where(outbox.c.ticket_id == row.ticket_id, outbox.c.system == row.system))
         if not fields:
             self._set(delivery_id, state="superseded", updated_at=now, lease_until=None)
             return "superseded"
