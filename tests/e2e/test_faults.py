@@ -1,0 +1,74 @@
+"""Faults: a worker killed mid-delivery, a broker restarted with events in flight. Nothing accepted is
+lost, and no write is sent twice with different content."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.e2e.harness import HubProcesses, crm_case, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def _delivered_tickets(hub: HubProcesses, system: str) -> set[str]:
+    return {d["ticket_id"] for d in hub.deliveries(system=system, state="delivered", limit=1000)}
+
+
+def test_a_worker_killed_mid_delivery_loses_nothing_and_resends_the_same_write(hub_factory, receivers) -> None:
+    """SIGKILL while the ERP is answering: a new worker sends the identical write again and it lands."""
+    hub: HubProcesses = hub_factory()
+    receivers["erp"].script = [(200, 4.0)]  # the first answer is slow: the worker is killed while it waits
+    hub.start()
+    hub.send("evt-1", crm_case("CASE-1", 0, contact={"name": "Ada", "phone": "+44 4444 4444"}))
+    wait_until(lambda: receivers["erp"].bodies(), what="the ERP to receive the first write")
+    hub.kill("worker")
+    hub.start("worker")
+
+    wait_until(lambda: _delivered_tickets(hub, "erp"), timeout=60, what="the write to land after the kill")
+    bodies = receivers["erp"].bodies()
+    assert len(bodies) == 2 and bodies[0] == bodies[1]  # sent again, the same content, the same delivery id
+    assert receivers["erp"].received[0].headers["webhook-id"] == receivers["erp"].received[1].headers["webhook-id"]
+    detail = hub.get(f"/deliveries/{bodies[0]['delivery_id']}").json()
+    assert detail["state"] == "delivered" and detail["attempts"] == 2
+
+
+def test_events_accepted_while_no_worker_runs_are_all_processed_later(hub_factory, receivers) -> None:
+    """Webhooks accepted with the worker killed are all applied and delivered once a worker is back."""
+    hub: HubProcesses = hub_factory()
+    hub.start()
+    hub.kill("worker")
+    cases = [f"CASE-{n}" for n in range(20)]
+    for n, case in enumerate(cases):
+        assert hub.send(f"evt-{n}", crm_case(case, 0, contact={"phone": f"+44 5555 {n:04d}"})).status_code == 202
+    hub.start("worker")
+    wait_until(lambda: len(_delivered_tickets(hub, "erp")) == len(cases), timeout=90,
+               what="every accepted event delivered")
+    phones = sorted(b["fields"]["party.phone"] for b in receivers["erp"].bodies())
+    assert phones == sorted(f"+44 5555 {n:04d}" for n in range(20))
+
+
+@pytest.mark.integration
+def test_a_broker_restart_with_events_in_flight_loses_nothing(hub_factory, receivers) -> None:
+    """RabbitMQ stops and starts while webhooks arrive: every accepted event is applied and delivered once."""
+    hub: HubProcesses = hub_factory("pg-rabbitmq")
+    hub.start()
+    accepted = []
+    for n in range(10):
+        accepted.append(hub.send(f"evt-a{n}", crm_case(f"CASE-{n}", 0, contact={"phone": f"+44 6666 {n:04d}"})))
+    subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
+    try:
+        for n in range(10, 20):  # accepted while the broker is down: the database holds them
+            accepted.append(hub.send(f"evt-b{n}", crm_case(f"CASE-{n}", 0,
+                                                            contact={"phone": f"+44 6666 {n:04d}"})))
+    finally:
+        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
+    assert [a.status_code for a in accepted] == [202] * 20
+    wait_until(lambda: len(_delivered_tickets(hub, "erp")) == 20, timeout=120, what="all 20 delivered")
+    phones = [b["fields"]["party.phone"] for b in receivers["erp"].bodies()]
+    assert sorted(set(phones)) == sorted(f"+44 6666 {n:04d}" for n in range(20))
+    by_delivery: dict[int, list[dict]] = {}
+    for body in receivers["erp"].bodies():
+        by_delivery.setdefault(body["delivery_id"], []).append(body)
+    assert all(all(b == same[0] for b in same) for same in by_delivery.values())
