@@ -29,7 +29,8 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
         folder = (settings.hub.data_dir / "broker").resolve()
         folder.mkdir(parents=True, exist_ok=True)
         return {"broker_url": "filesystem://", "broker_transport_options": {
-            "data_folder_in": str(folder), "data_folder_out": str(folder), "polling_interval": 0.05}}
+            "data_folder_in": str(folder), "data_folder_out": str(folder), "control_folder": str(folder / "control"),
+            "polling_interval": 0.05}}
     options: dict[str, Any] = {}
     if url.startswith(("redis://", "rediss://")):
         # a countdown (retry) longer than the visibility timeout would be delivered twice
