@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, delete, func, insert, literal, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.store.tables import (
     ACTIVE_DELIVERY_STATES,
+    JsonValue,
+    UTCDateTime,
     deliveries,
     delivery_attempts,
     field_values,
@@ -53,21 +55,20 @@ class DeliveryRepository:
 
     def schedule(self, ticket_id: str, now: datetime, systems: Sequence[str] | None = None) -> list[int]:
         """A pending delivery for every system with outbox rows for the ticket and none in progress."""
-        query = select(outbox.c.system).where(outbox.c.ticket_id == ticket_id).distinct()
+        waiting = (
+            select(outbox.c.ticket_id, outbox.c.system, literal("pending"), literal({}, JsonValue), literal(0),
+                   literal(now, UTCDateTime), literal(now, UTCDateTime))
+            .where(outbox.c.ticket_id == ticket_id).distinct()
+        )
         if systems is not None:
-            query = query.where(outbox.c.system.in_(systems))
-        created = []
-        for system in sorted(self.conn.execute(query).scalars()):
-            new_id = self.conn.execute(
-                self._insert()
-                .values(ticket_id=ticket_id, system=system, state="pending", fields={}, attempts=0,
-                        created_at=now, updated_at=now)
-                .on_conflict_do_nothing(index_elements=["ticket_id", "system"], index_where=_ACTIVE)
-                .returning(deliveries.c.id)
-            ).scalar_one_or_none()
-            if new_id is not None:
-                created.append(int(new_id))
-        return created
+            waiting = waiting.where(outbox.c.system.in_(systems))
+        stmt = (
+            self._insert()
+            .from_select(["ticket_id", "system", "state", "fields", "attempts", "created_at", "updated_at"], waiting)
+            .on_conflict_do_nothing(index_elements=["ticket_id", "system"], index_where=_ACTIVE)
+            .returning(deliveries.c.id)
+        )
+        return sorted(int(i) for i in self.conn.execute(stmt).scalars())
 
     def claim(self, delivery_id: int, now: datetime, lease: timedelta, max_in_flight: int
               ) -> Claim | str:
