@@ -106,3 +106,34 @@ def test_api_refuses_to_start_without_a_token(env: str, monkeypatch: pytest.Monk
     monkeypatch.delenv("TICKETHUB_API_TOKEN", raising=False)
     result = runner.invoke(app, ["api"])
     assert result.exit_code == 2 and "TICKETHUB_API_TOKEN" in result.output
+
+
+def test_worker_refuses_unknown_queues(env: str) -> None:
+    """`tickethub worker --queues` names the queues it knows when given another."""
+    runner.invoke(app, ["db", "upgrade"])
+    result = runner.invoke(app, ["worker", "--queues", "events,emails"])
+    assert result.exit_code == 2 and "events and/or deliveries" in result.output and "emails" in result.output
+
+
+def test_dlq_replay_needs_a_selection(env: str) -> None:
+    """`tickethub dlq replay` with no IDs and no filter refuses rather than replaying everything."""
+    result = runner.invoke(app, ["dlq", "replay"])
+    assert result.exit_code == 2 and "--all" in result.output
+
+
+def test_dlq_list_is_empty_on_a_new_database(env: str) -> None:
+    """`tickethub dlq list --json` prints an empty list when nothing is dead-lettered."""
+    runner.invoke(app, ["db", "upgrade"])
+    result = runner.invoke(app, ["dlq", "list", "--json"])
+    assert result.exit_code == 0 and json.loads(result.output) == []
+
+
+def test_delivery_settings_are_validated(env: str, tmp_path: Path) -> None:
+    """A misspelt or negative [delivery] setting stops the hub naming the key."""
+    config = tmp_path / "tickethub.toml"
+    config.write_text('[delivery]\nbackoff_base_seconds = -1\nretries = 3\n\n[systems.crm]\norigin = true\n')
+    result = runner.invoke(app, ["--config", str(config), "mappings", "check"])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert "key `delivery.backoff_base_seconds`" in output and "key `delivery.retries`" in output
+    assert "retry_horizon_seconds" in output  # the fix lists the keys [delivery] takes
