@@ -6,6 +6,8 @@ environment variable the configuration names (`api_token_env`).
 
 
 import hmac
+import os
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
@@ -16,17 +18,21 @@ from sqlalchemy import text
 
 from hub.bootstrap import Hub
 from hub.errors import InvalidTicketId, TicketNotFound
+from hub.intake import intake_router, load_webhook_secrets
 from hub.ticket_ids import parse_ticket_id
 from hub.views import audit_json, ticket_json
 
 _bearer = HTTPBearer(auto_error=False)
 
 
-def create_app(hub: Hub, api_token: str) -> FastAPI:
+def create_app(hub: Hub, api_token: str, webhook_secrets: Mapping[str, Sequence[str]] | None = None) -> FastAPI:
     if not api_token:
         raise ValueError("the API needs a bearer token")
     app = FastAPI(title="tickethub", version="0.1.0",
                   description="One service ticket, consistent across CRM, ERP, MES, WMS and courier systems.")
+    if webhook_secrets is None:  # resolved once, here at start: a malformed secret stops the app (ConfigError)
+        webhook_secrets = load_webhook_secrets(hub.settings, os.environ)
+    app.include_router(intake_router(hub, webhook_secrets))
 
     def require_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
         if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), api_token.encode()):

@@ -1,0 +1,233 @@
+"""The signed webhook intake, `POST /webhooks/{system}`: check, then store in the inbox, then answer 202.
+
+Checks run in a fixed order, each answered with a message that says what is wrong:
+404 unknown system · 413 body over the limit (Content-Length, then the bytes actually read) · 401 no
+secret configured, or a missing, forged or stale signature · 415 not JSON · 422 malformed JSON or a
+payload the system's connector cannot parse. Only then is the event committed to the inbox, so 202
+means stored; a repeated event id answers 202 with `duplicate: true` and changes nothing.
+The signature is the authentication: webhooks need no bearer token. Nothing here logs a secret or a
+signature value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from connectors.signing import DEFAULT_TOLERANCE, SignatureError, standard_key, verifier_for, verify_standard
+from hub.bootstrap import Hub
+from hub.config import Settings
+from hub.errors import ConfigError, InvalidValue, Problem
+from hub.services import accept_event, parse_generic
+
+log = structlog.get_logger("tickethub.intake")
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_DEPTH = 64  # deeper JSON is refused before anything recurses over it
+MAX_EVENT_ID = 190  # the inbox keys events as "<system>:<id>" in 255 characters; system names are <= 64
+_EVENT_ID = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: ids are echoed in logs and URLs
+_SECRET_SEPARATORS = re.compile(r"[\s,]+")
+
+# Connector type -> parser of its payload (raises InvalidValue). A type without one only needs valid JSON
+# here; its connector registers its parser when it exists.
+PAYLOAD_PARSERS: dict[str, Callable[[str, Any], object]] = {"generic": parse_generic}
+
+
+class WebhookAccepted(BaseModel):
+    event_id: str
+    duplicate: bool
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+def load_webhook_secrets(settings: Settings, environ: Mapping[str, str]) -> dict[str, list[str]]:
+    """Each system's active webhook secrets, read once from the variable its `webhook_secrets_env` names
+    (several separated by whitespace or commas). Raise ConfigError for a secret that cannot be a key."""
+    secrets: dict[str, list[str]] = {}
+    problems = []
+    for name, system in settings.systems.items():
+        variable = system.webhook_secrets_env
+        values = [s for s in _SECRET_SEPARATORS.split(environ.get(variable, "")) if s] if variable else []
+        if verifier_for(system.type) is verify_standard:
+            for position, secret in enumerate(values, start=1):
+                try:
+                    standard_key(secret)
+                except ValueError as exc:
+                    problems.append(Problem(settings.source, f"systems.{name}.webhook_secrets_env",
+                                            f"secret {position} in ${variable}: {exc}",
+                                            "give whsec_<base64> or a plain secret"))
+        secrets[name] = values
+    if problems:
+        raise ConfigError(problems)
+    return secrets
+
+
+def intake_router(hub: Hub, secrets: Mapping[str, Sequence[str]], *, max_body_bytes: int = MAX_BODY_BYTES,
+                  tolerance: float = DEFAULT_TOLERANCE) -> APIRouter:
+    """The webhook route for the hub's configured systems, verifying with `secrets` (system -> active)."""
+    active = {name: tuple(values) for name, values in secrets.items()}
+    router = APIRouter(tags=["webhooks"])
+
+    def reject(status: int, system: str, reason: str, event_id: str | None = None) -> HTTPException:
+        log.warning("webhook rejected", system=system, event_id=event_id, status=status, reason=reason)
+        return HTTPException(status, reason)
+
+    @router.post(
+        "/webhooks/{system}", status_code=202, response_model=WebhookAccepted,
+        summary="Receive a system's signed change notice into the inbox",
+        responses={status: {"model": ErrorBody, "description": text} for status, text in (
+            (401, "no secret configured, or a missing, forged or stale signature"),
+            (404, "unknown system"), (413, "body too large"), (415, "not JSON"),
+            (422, "malformed JSON, or a payload the system's connector cannot parse"))},
+        openapi_extra=_OPENAPI_EXTRA,
+    )
+    async def receive_webhook(system: str, request: Request) -> WebhookAccepted:
+        settings = hub.settings.systems.get(system)
+        if settings is None:
+            raise reject(404, system, f"no system `{system}` is configured")
+        body = await _read_limited(request, max_body_bytes)
+        if body is None:
+            raise reject(413, system, f"body is over the {max_body_bytes}-byte limit for webhooks")
+
+        if not active.get(system):
+            variable = settings.webhook_secrets_env
+            fix = (f"set the secret(s) in ${variable}" if variable else
+                   f"set webhook_secrets_env = \"TICKETHUB_{system.upper().replace('-', '_')}_WEBHOOK_SECRETS\""
+                   f" under [systems.{system}] and put the secret(s) in that variable")
+            raise reject(401, system, f"no webhook secret is configured for {system}: {fix}")
+        try:
+            external_id = verifier_for(settings.type)(active[system], request.headers, body,
+                                                      hub.clock().timestamp(), tolerance=tolerance)
+        except SignatureError as exc:
+            raise reject(401, system, f"signature check failed: {exc}") from None
+
+        problem = _content_type_problem(request.headers.get("content-type", ""))
+        if problem:
+            raise reject(415, system, problem, external_id)
+        try:
+            payload = _parse_json(body)
+            if len(external_id) > MAX_EVENT_ID or not _EVENT_ID.match(external_id):
+                raise InvalidValue(f"the event id must be 1 to {MAX_EVENT_ID} printable ASCII characters"
+                                   " without spaces")
+            parser = PAYLOAD_PARSERS.get(settings.type)
+            if parser is not None:
+                parser(system, payload)
+        except InvalidValue as exc:
+            raise reject(422, system, str(exc), external_id) from None
+
+        event_id, duplicate = await run_in_threadpool(accept_event, hub, system, external_id, payload)
+        return WebhookAccepted(event_id=event_id, duplicate=duplicate)
+
+    return router
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed `limit` (stop reading there)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _content_type_problem(content_type: str) -> str | None:
+    media, *params = (part.strip().lower() for part in content_type.split(";"))
+    kind, _, subtype = media.partition("/")
+    if kind != "application" or not (subtype == "json" or subtype.endswith("+json")):
+        shown = f"`{media}`" if media else "missing"
+        return f"Content-Type is {shown}; send application/json"
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip() == "charset" and value.strip().strip('"') not in ("utf-8", "utf8"):
+            return f"charset `{value.strip()}` is not accepted; JSON is sent as utf-8"
+    return None
+
+
+def _parse_json(body: bytes) -> Any:
+    """The body as JSON the store can keep; InvalidValue saying what is wrong otherwise."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidValue(f"body is not UTF-8 (byte {exc.start})") from None
+    try:
+        payload = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except json.JSONDecodeError as exc:
+        raise InvalidValue(f"body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    except ValueError as exc:  # NaN/Infinity, an out-of-range number, an integer too long to convert
+        raise InvalidValue(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidValue(f"body nests deeper than {MAX_DEPTH} levels") from None
+    _check_storable(payload)
+    return payload
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _check_storable(payload: Any) -> None:
+    """Refuse what the inbox cannot keep on every database: deep nesting, NUL, unpaired surrogates."""
+    stack: list[tuple[Any, int, str]] = [(payload, 1, "(body)")]
+    while stack:
+        value, depth, where = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidValue(f"body nests deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key, f"a key in {where}")
+                stack.append((item, depth + 1, key[:40] if where == "(body)" else f"{where}.{key[:40]}"))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1, f"{where}[{i}]") for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(value, where)
+
+
+def _check_text(text: str, where: str) -> None:
+    if "\x00" in text:
+        raise InvalidValue(f"{where[:200]}: text contains a NUL character (\\u0000), which cannot be stored")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidValue(f"{where[:200]}: text contains an unpaired UTF-16 surrogate (\\ud800-\\udfff)") from None
+
+
+_OPENAPI_EXTRA: dict[str, Any] = {
+    "description": (
+        "The system's own change notice as JSON, signed per Standard Webhooks (`webhook-id`, "
+        "`webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>`, "
+        "5-minute tolerance, any active secret) unless the system's connector declares its vendor's "
+        "scheme (BottleCRM: `X-BottleCRM-Signature`, `X-BottleCRM-Delivery`). No bearer token: the "
+        "signature is the authentication."
+    ),
+    "parameters": [
+        {"name": name, "in": "header", "required": False, "schema": {"type": "string"}, "description": text}
+        for name, text in (
+            ("webhook-id", "the event id; a repeated id is a duplicate"),
+            ("webhook-timestamp", "unix seconds"),
+            ("webhook-signature", "space-separated `v1,<base64>` signatures"),
+        )
+    ],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+}
