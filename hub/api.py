@@ -7,25 +7,27 @@ environment variable the configuration names (`api_token_env`).
 
 import hmac
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import text
 
 from hub.bootstrap import Hub
 from hub.errors import InvalidTicketId, TicketNotFound
 from hub.intake import intake_router, load_webhook_secrets
+from hub.ops_api import ops_router
 from hub.ticket_ids import parse_ticket_id
 from hub.views import audit_json, ticket_json
 
 _bearer = HTTPBearer(auto_error=False)
 
 
-def create_app(hub: Hub, api_token: str, webhook_secrets: Mapping[str, Sequence[str]] | None = None) -> FastAPI:
+def create_app(hub: Hub, api_token: str, webhook_secrets: Mapping[str, Sequence[str]] | None = None,
+               publish_deliveries: Callable[[list[int]], None] | None = None,
+               broker_check: Callable[[], None] | None = None) -> FastAPI:
     if not api_token:
         raise ValueError("the API needs a bearer token")
     app = FastAPI(title="tickethub", version="0.1.0",
@@ -82,13 +84,5 @@ def create_app(hub: Hub, api_token: str, webhook_secrets: Mapping[str, Sequence[
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="The database answers")
-    def readyz() -> JSONResponse:
-        try:
-            with hub.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception as exc:  # any failure to reach the database means not ready
-            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
-        return JSONResponse({"status": "ok", "database": "ok"})
-
+    app.include_router(ops_router(hub, require_token, publish_deliveries, broker_check))
     return app

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from connectors.signing import DEFAULT_TOLERANCE, SignatureError, standard_key, verifier_for, verify_standard
+from hub import metrics
 from hub.bootstrap import Hub
 from hub.config import Settings
 from hub.errors import ConfigError, InvalidValue, Problem
@@ -80,6 +81,8 @@ def intake_router(hub: Hub, secrets: Mapping[str, Sequence[str]], *, max_body_by
 
     def reject(status: int, system: str, reason: str, event_id: str | None = None) -> HTTPException:
         log.warning("webhook rejected", system=system, event_id=event_id, status=status, reason=reason)
+        label = system if system in hub.settings.systems else "(unknown)"  # unbounded labels would explode
+        metrics.EVENTS.labels(label, f"rejected_{status}").inc()
         return HTTPException(status, reason)
 
     @router.post(

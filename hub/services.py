@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from hub import metrics
 from hub.apply import apply_changes
@@ -31,9 +31,9 @@ class GenericPayload(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    local_id: str
+    local_id: str = Field(min_length=1, max_length=255)
     modified_at: AwareDatetime
-    author: str
+    author: str = Field(min_length=1, max_length=255)
     fields: dict[str, Any]
 
 
