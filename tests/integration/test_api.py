@@ -101,3 +101,22 @@ def test_openapi_describes_the_read_side(client: TestClient) -> None:
     """The contract is published at /openapi.json."""
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/tickets/{ticket_id}", "/tickets/{ticket_id}/history", "/tickets", "/healthz"} <= set(paths)
+
+
+def test_metrics_report_events_and_delivery_states(client: TestClient, ticket_id: str) -> None:
+    """/metrics (with the token) shows accepted events and the pending deliveries read from the database."""
+    assert client.get("/metrics").status_code == 401
+    text = client.get("/metrics", headers=AUTH).text
+    assert 'tickethub_events_total{outcome="accepted",system="crm"}' in text
+    assert 'tickethub_deliveries{state="pending",system="erp"} 1.0' in text
+    assert 'tickethub_dead_letters{system="erp"} 0.0' in text
+
+
+def test_deliveries_are_listed_and_replay_refuses_a_live_delivery(client: TestClient, ticket_id: str) -> None:
+    """GET /deliveries lists the ticket's pending writes; replaying one that is not dead answers 409."""
+    listed = client.get("/deliveries", params={"state": "pending"}, headers=AUTH).json()["deliveries"]
+    assert {d["system"] for d in listed} == {"erp", "wms"} and all(d["ticket_id"] == ticket_id for d in listed)
+    assert client.post(f"/deliveries/{listed[0]['id']}/replay", headers=AUTH).status_code == 409
+    assert client.post("/deliveries/999999/replay", headers=AUTH).status_code == 404
+    assert client.get("/deliveries", params={"state": "nonsense"}, headers=AUTH).status_code == 422
+    assert client.get("/deliveries", params={"system": "nosuch"}, headers=AUTH).status_code == 404
