@@ -1,0 +1,360 @@
+"""A real BottleCRM (PyPI django-crm 1.35) on loopback, for tests and scripts.
+
+    with running_bottlecrm(tmp_dir) as crm:          # or crm = start_bottlecrm(tmp_dir) ... crm.stop()
+        secret = crm.register_webhook("http://127.0.0.1:9000/hook", ["ticket.created", "ticket.updated"])
+        crm.http.post("/api/cases/", json={"name": "Printer jams", "status": "New", "priority": "High"})
+
+Costs, paid once per machine and reused: a virtual environment under .peers/bottlecrm/venv (django-crm
+needs Python >= 3.12; 50-70 s, ~390 MB) and a migrated SQLite template .peers/bottlecrm/template.sqlite3
+(150-240 s). Per run: the template is copied into the run folder, `runserver` starts on a free loopback port
+(~3 s) and auth is bootstrapped through the real endpoints (~7 s). Settings: tests/peers/bottlecrm_settings.py
+(test-only; it lifts the webhook SSRF guard). What the API does is written down in docs/peers/bottlecrm.md.
+
+No Python >= 3.12 here raises PeerUnavailable (a reason to skip; CI turns it into a failure); anything
+else that goes wrong raises PeerFailed with the command and the end of its output.
+As a script, `python -m tests.peers.bottlecrm [--webhook URL]` starts one and prints its credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REQUIREMENT = "django-crm==1.35.0"
+HERE = Path(__file__).resolve().parent
+PEER_DIR = HERE.parents[1] / ".peers" / "bottlecrm"
+SETTINGS_MODULE = "bottlecrm_settings"  # tests/peers/bottlecrm_settings.py, put on the peer's PYTHONPATH
+# (extra environment, command): the first that runs Python >= 3.12 is used
+PYTHON_CANDIDATES: tuple[tuple[Mapping[str, str], tuple[str, ...]], ...] = (
+    ({}, ("python3.13",)),
+    ({}, ("python3.12",)),
+    ({"PYENV_VERSION": "3.12.1"}, ("python3.12",)),
+)
+JWT_REMINT_AFTER = 50 * 60  # its access tokens live one hour
+_ACCESS_TOKEN = re.compile(r"^access_token:\s+(\S+)\s*$", re.MULTILINE)
+
+
+class PeerUnavailable(RuntimeError):
+    """This machine cannot run BottleCRM at all (no Python >= 3.12): skip, or fail under CI."""
+
+
+class PeerFailed(RuntimeError):
+    """Installing, migrating, starting or bootstrapping BottleCRM went wrong; the message shows where."""
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    command: tuple[str, ...]
+    env: dict[str, str]
+    version: str
+
+
+def find_python() -> Interpreter:
+    """The first of PYTHON_CANDIDATES that runs and is Python >= 3.12."""
+    tried = []
+    for extra, command in PYTHON_CANDIDATES:
+        env = {**os.environ, **extra}
+        shown = " ".join([*(f"{k}={v}" for k, v in extra.items()), *command])
+        try:
+            probe = subprocess.run([*command, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3]); "
+                                    "sys.exit(sys.version_info < (3, 12))"],
+                                   env=env, capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            tried.append(f"{shown}: {type(exc).__name__}")
+            continue
+        if probe.returncode == 0:
+            return Interpreter(command, env, probe.stdout.strip())
+        said = (probe.stdout.strip() or probe.stderr.strip() or f"exit {probe.returncode}").splitlines()[0]
+        tried.append(f"{shown}: {said}")
+    raise PeerUnavailable(f"BottleCRM ({REQUIREMENT}) needs Python >= 3.12 and none was found; tried "
+                          + "; ".join(tried))
+
+
+# ---- one-time costs: the virtual environment and the migrated template ------------------------------
+
+@contextmanager
+def _locked(peer_dir: Path) -> Iterator[None]:
+    """One builder at a time across processes (two pytest sessions must not install into one venv)."""
+    peer_dir.mkdir(parents=True, exist_ok=True)
+    with open(peer_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _run(what: str, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None = None,
+         timeout: float) -> subprocess.CompletedProcess[str]:
+    try:
+        done = subprocess.run(list(argv), env=dict(env), cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise PeerFailed(f"{what}: `{' '.join(argv)}` took longer than {timeout:.0f} s") from exc
+    if done.returncode != 0:
+        raise PeerFailed(f"{what}: `{' '.join(argv)}` exited {done.returncode}\n"
+                         f"{_tail(done.stdout)}\n{_tail(done.stderr)}")
+    return done
+
+
+def ensure_venv(peer_dir: Path = PEER_DIR) -> tuple[Path, float]:
+    """The venv holding REQUIREMENT (reused when its marker says so) and the seconds spent installing."""
+    venv, marker = peer_dir / "venv", peer_dir / "venv" / ".tickethub-installed"
+    with _locked(peer_dir):
+        if marker.exists() and marker.read_text().splitlines()[:1] == [REQUIREMENT]:
+            return venv, 0.0
+        python = find_python()
+        started = time.monotonic()
+        shutil.rmtree(venv, ignore_errors=True)
+        _run("creating BottleCRM's venv", [*python.command, "-m", "venv", str(venv)], env=python.env, timeout=300)
+        _run(f"installing {REQUIREMENT}", [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                                           "--disable-pip-version-check", REQUIREMENT],
+             env=_clean_env(os.environ), timeout=1200)
+        marker.write_text(f"{REQUIREMENT}\npython {python.version}\n")
+        return venv, time.monotonic() - started
+
+
+def ensure_template(venv: Path, peer_dir: Path = PEER_DIR) -> tuple[Path, float]:
+    """A migrated SQLite database (built once per REQUIREMENT) and the seconds spent migrating."""
+    template, marker = peer_dir / "template.sqlite3", peer_dir / "template.sqlite3.version"
+    with _locked(peer_dir):
+        if template.exists() and marker.exists() and marker.read_text().strip() == REQUIREMENT:
+            return template, 0.0
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="bottlecrm-migrate-") as build:
+            database = Path(build) / "template.sqlite3"
+            _run("migrating BottleCRM's database", _django(venv, "migrate", "--noinput"),
+                 env=_peer_env(database, Path(build)), cwd=Path(build), timeout=1800)
+            shutil.copyfile(database, peer_dir / "template.sqlite3.partial")
+        os.replace(peer_dir / "template.sqlite3.partial", template)
+        marker.write_text(REQUIREMENT + "\n")
+        return template, time.monotonic() - started
+
+
+# ---- one running server -----------------------------------------------------------------------------
+
+@dataclass
+class BottleCRM:
+    """A running BottleCRM: `http` is an httpx client authorised with the personal access token."""
+
+    venv: Path
+    run_dir: Path
+    process: subprocess.Popen[bytes]
+    port: int
+    email: str
+    org_id: str = ""
+    pat: str = ""
+    jwt: str = ""
+    jwt_minted: float = 0.0
+    webhook_ids: dict[str, str] = field(default_factory=dict)  # url -> endpoint id
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: install, migrate, start, bootstrap
+    _http: httpx.Client | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def database(self) -> Path:
+        return self.run_dir / "bottlecrm.sqlite3"
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:
+            self._http = httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.pat}"},
+                                      timeout=30)
+        return self._http
+
+    def register_webhook(self, url: str, events: Sequence[str], description: str = "tickethub tests") -> str:
+        """Subscribe `url` to `events` (needs the signed-in JWT: a PAT is refused); return the signing secret."""
+        with self._as_admin() as admin:
+            answer = admin.post("/api/webhooks/", json={"url": url, "events": list(events),
+                                                        "description": description})
+        body = _expect(answer, 201, "registering a webhook (POST /api/webhooks/)")
+        self.webhook_ids[url] = body["id"]
+        return str(body["secret"])
+
+    def remove_webhook(self, url: str) -> None:
+        """Delete the endpoint registered for `url` (an org may have at most 10)."""
+        with self._as_admin() as admin:
+            _expect(admin.delete(f"/api/webhooks/{self.webhook_ids.pop(url)}/"), 204, "deleting a webhook")
+
+    def retry_due_webhooks(self, *, now: bool = False) -> int:
+        """Run upstream's every-minute beat task once (nothing else retries a failed delivery here); with
+        `now`, first make every pending delivery due instead of waiting out its back-off. Returns how many
+        deliveries it sent."""
+        code = "from webhooks.tasks import dispatch_due_deliveries as d; "
+        if now:
+            code += ("from webhooks.models import WebhookDelivery as W; from django.utils import timezone; "
+                     "W.objects.filter(status='pending').update(next_attempt_at=timezone.now()); ")
+        done = self.admin("shell", "-c", code + "print(d())")
+        return int(done.stdout.strip().splitlines()[-1])
+
+    def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`django-admin ARGS` against this server's database and settings."""
+        return _run(f"django-admin {args[0] if args else ''}", _django(self.venv, *args),
+                    env=_peer_env(self.database, self.run_dir), cwd=self.run_dir, timeout=120)
+
+    def logs(self, lines: int = 40) -> str:
+        return _tail((self.run_dir / "runserver.log").read_text(errors="replace"), lines)
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    # -- bootstrap: every step through the real commands and endpoints --------------------------------
+
+    def bootstrap(self, org_name: str) -> None:
+        started = time.monotonic()
+        first = self._devlogin("--create")
+        org = _expect(httpx.post(f"{self.base_url}/api/org/", json={"name": org_name}, timeout=30,
+                                 headers={"Authorization": f"Bearer {first}"}), 201, "creating an org (POST /api/org/)")
+        self.org_id = str(org["org"]["id"])
+        self.jwt, self.jwt_minted = self._devlogin("--org", self.org_id), time.monotonic()
+        with self._as_admin() as admin:
+            token = _expect(admin.post("/api/profile/tokens/", json={"name": "tickethub"}), 201,
+                            "minting a personal access token (POST /api/profile/tokens/)")
+        if not str(token.get("token", "")).startswith("bcrm_pat_"):
+            raise PeerFailed(f"POST /api/profile/tokens/ answered no bcrm_pat_ token: {sorted(token)}")
+        self.pat = str(token["token"])
+        self.timings["bootstrap"] = time.monotonic() - started
+
+    def _devlogin(self, *args: str) -> str:
+        printed = self.admin("devlogin", self.email, *args).stdout
+        found = _ACCESS_TOKEN.search(printed)
+        if not found:
+            raise PeerFailed(f"`devlogin {self.email} {' '.join(args)}` printed no access_token:\n{_tail(printed)}")
+        return found.group(1)
+
+    def _as_admin(self) -> httpx.Client:
+        if time.monotonic() - self.jwt_minted > JWT_REMINT_AFTER:
+            self.jwt, self.jwt_minted = self._devlogin("--org", self.org_id), time.monotonic()
+        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.jwt}"}, timeout=30)
+
+
+def start_bottlecrm(run_dir: Path, *, email: str = "agent@example.com", org_name: str = "Tickethub Test",
+                    peer_dir: Path = PEER_DIR, ready_timeout: float = 90.0) -> BottleCRM:
+    """Install (once), copy the template (built once), start `runserver`, bootstrap an org, a JWT and a PAT."""
+    venv, installing = ensure_venv(peer_dir)
+    template, migrating = ensure_template(venv, peer_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, run_dir / "bottlecrm.sqlite3")
+    started = time.monotonic()
+    port = _free_port()
+    with open(run_dir / "runserver.log", "wb") as log:
+        process = subprocess.Popen(_django(venv, "runserver", f"127.0.0.1:{port}", "--noreload"), cwd=run_dir,
+                                   env=_peer_env(run_dir / "bottlecrm.sqlite3", run_dir), stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    crm = BottleCRM(venv, run_dir, process, port, email)
+    crm.timings.update(install=installing, migrate=migrating)
+    try:
+        _wait_until_answering(crm, ready_timeout)
+        crm.timings["start"] = time.monotonic() - started
+        crm.bootstrap(org_name)
+    except BaseException:
+        crm.stop()
+        raise
+    return crm
+
+
+@contextmanager
+def running_bottlecrm(run_dir: Path, **options: Any) -> Iterator[BottleCRM]:
+    """`start_bottlecrm`, stopped on the way out."""
+    crm = start_bottlecrm(run_dir, **options)
+    try:
+        yield crm
+    finally:
+        crm.stop()
+
+
+# ---- shared pieces ----------------------------------------------------------------------------------
+
+def _django(venv: Path, *args: str) -> list[str]:
+    # -P: the working directory is not put on sys.path, so nothing in it can shadow django-crm's packages
+    return [str(venv / "bin" / "python"), "-P", "-m", "django", *args]
+
+
+def _clean_env(environ: Mapping[str, str]) -> dict[str, str]:
+    dropped = {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "DJANGO_SETTINGS_MODULE", "PYENV_VERSION"}
+    return {k: v for k, v in environ.items() if k not in dropped}
+
+
+def _peer_env(database: Path, run_dir: Path) -> dict[str, str]:
+    return {**_clean_env(os.environ), "PYTHONPATH": str(HERE), "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
+            "BOTTLECRM_DB_PATH": str(database), "BOTTLECRM_RUN_DIR": str(run_dir), "ENV_TYPE": "dev",
+            "PYTHONUNBUFFERED": "1"}
+
+
+def _wait_until_answering(crm: BottleCRM, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if crm.process.poll() is not None:
+            raise PeerFailed(f"runserver exited {crm.process.returncode} before answering:\n{crm.logs()}")
+        try:
+            if httpx.get(f"{crm.base_url}/healthz/", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise PeerFailed(f"runserver did not answer GET /healthz/ within {timeout:.0f} s:\n{crm.logs()}")
+
+
+def _expect(answer: httpx.Response, status: int, what: str) -> dict[str, Any]:
+    if answer.status_code != status:
+        raise PeerFailed(f"{what}: expected {status}, got {answer.status_code}: {answer.text[:500]}")
+    body: dict[str, Any] = answer.json() if answer.content else {}
+    return body
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Start a real BottleCRM on loopback and print its credentials.")
+    parser.add_argument("--webhook", action="append", default=[], metavar="URL",
+                        help="register URL for the ticket.* and contact.* events and print its secret")
+    parser.add_argument("--dir", type=Path, help="run folder (default: a new temporary one)")
+    options = parser.parse_args(argv)
+    run_dir = options.dir or Path(tempfile.mkdtemp(prefix="bottlecrm-"))
+    with running_bottlecrm(run_dir) as crm:
+        print(f"base_url  {crm.base_url}\norg_id    {crm.org_id}\npat       {crm.pat}\njwt       {crm.jwt}\n"
+              f"run_dir   {crm.run_dir}\ntimings   " + ", ".join(f"{k} {v:.1f} s" for k, v in crm.timings.items()))
+        for url in options.webhook:
+            secret = crm.register_webhook(url, ["ticket.created", "ticket.updated", "ticket.comment_added",
+                                                "contact.created", "contact.updated"])
+            print(f"webhook   {url} secret {secret}")
+        print("Ctrl-C stops it.", flush=True)
+        with suppress(KeyboardInterrupt):
+            crm.process.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
