@@ -2,16 +2,69 @@
 
 A connector wraps one system's API behind a few methods and takes an `httpx.Client` in its
 constructor, so tests hand it `httpx.MockTransport` or a sandbox app. It never retries: the delivery
-layer (Celery) is the one retry layer, and a connector reports what happened instead of raising.
+layer (Celery) is the one retry layer. Writes report what happened instead of raising; reads raise
+`ConnectorError` (or `RecordNotFound`) with a message a person can act on.
+
+    parse_notice(headers, payload) -> [Notice]     pure, at intake: what a webhook says changed
+    read(local_id) -> SourceRecord                 one record, with author and modified-at
+    read_all() -> Iterator[SourceRecord]           every record, paged (reconciliation)
+    write(WriteRequest) -> WriteResult             fields to an existing record
+    create(WriteRequest) -> WriteResult            a new record for a ticket (local_id in the result)
+    SCHEMA                                         what the system accepts, declared (no I/O)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
 
 from hub.canonical import JsonScalar
+from hub.errors import TickethubError
+
+
+class ConnectorError(TickethubError):
+    """A system could not be read: unreachable, refused our credentials, or answered nonsense."""
+
+
+class RecordNotFound(ConnectorError):
+    pass
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """A system's record as the connector reads it: fields in the system's own (possibly nested) names."""
+
+    system: str
+    local_id: str
+    modified_at: datetime
+    author: str
+    fields: Mapping[str, Any]
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What a webhook says: this record changed at this time. `record` is set when the payload carries
+    the whole record (generic systems); otherwise the connector reads it before it is applied."""
+
+    local_id: str
+    modified_at: datetime | None = None
+    record: SourceRecord | None = None
+    kind: str = "record"  # which kind of record the local ID names (bottlecrm: case | contact)
+
+
+@dataclass(frozen=True)
+class FieldSchema:
+    """One field as the system accepts it."""
+
+    type: str  # string | text | integer | decimal | boolean | datetime | enum
+    choices: tuple[str, ...] = ()
+    max_length: int | None = None
+    required: bool = False
+    writable: bool = True
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -35,12 +88,24 @@ class WriteResult:
     permanent: bool = False  # no retry can help (e.g. the system cannot be written to as configured)
 
 
-class Connector(Protocol):
+class Writer(Protocol):
     system: str
 
     def write(self, request: WriteRequest) -> WriteResult:
         """Write fields to the system's record for the ticket; report the outcome, do not raise."""
         ...
+
+
+class Connector(Writer, Protocol):
+    SCHEMA: Mapping[str, FieldSchema]
+
+    def parse_notice(self, headers: Mapping[str, str], payload: Any) -> list[Notice]: ...
+
+    def read(self, local_id: str, kind: str = "record") -> list[SourceRecord]: ...
+
+    def read_all(self) -> Iterator[SourceRecord]: ...
+
+    def create(self, request: WriteRequest) -> WriteResult: ...
 
 
 def parse_retry_after(value: str | None, now_epoch: float) -> float | None:

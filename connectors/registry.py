@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 import httpx
@@ -11,19 +12,34 @@ from hub.config import Settings
 from hub.errors import UnknownSystem
 
 
+def load_credentials(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each system's API credential, read once from the variable its `credentials_env` names."""
+    environ = os.environ if environ is None else environ
+    return {name: environ[s.credentials_env] for name, s in settings.systems.items()
+            if s.credentials_env and environ.get(s.credentials_env)}
+
+
 def build_connector(system: str, settings: Settings, secrets: Mapping[str, Sequence[str]],
-                    client: httpx.Client) -> Connector:
+                    client: httpx.Client, credentials: Mapping[str, str] | None = None) -> Connector:
     config = settings.systems.get(system)
     if config is None:
         raise UnknownSystem(f"no system `{system}` is configured")
+    if not config.base_url:
+        raise UnknownSystem(f"system `{system}` has no base_url to deliver to")
     if config.type == "generic":
         from connectors.generic.connector import GenericConnector
 
-        if not config.base_url:
-            raise UnknownSystem(f"system `{system}` has no base_url to deliver to")
         signing = list(secrets.get(system, ()))
         if not signing:  # receivers must be able to tell the hub's writes from anyone else's
             raise UnknownSystem(f"system `{system}` has no webhook secret to sign deliveries with: set "
                                 f"webhook_secrets_env in [systems.{system}] and that variable")
         return GenericConnector(system, config.base_url, signing[0], client)
-    raise UnknownSystem(f"system `{system}` has connector type `{config.type}`, which cannot write yet")
+    if config.type == "bottlecrm":
+        from connectors.bottlecrm.connector import BottleCRMConnector
+
+        token = (credentials or {}).get(system)
+        if not token:
+            raise UnknownSystem(f"system `{system}` (bottlecrm) needs its personal access token: set "
+                                f"credentials_env in [systems.{system}] and that variable")
+        return BottleCRMConnector(system, config.base_url, token, client)
+    raise UnknownSystem(f"system `{system}` has connector type `{config.type}`, which tickethub does not know")

@@ -75,6 +75,7 @@ class SystemSettings(_Strict):
     credentials_env: str | None = None
     webhook_secrets_env: str | None = None
     max_in_flight: int | None = Field(default=None, ge=1)  # overrides [delivery] max_in_flight_per_system
+    hub_author: str | None = None  # the user the hub writes as in this system: its changes are echoes
 
 
 class Settings(_Strict):

@@ -39,7 +39,13 @@ _SECRET_SEPARATORS = re.compile(r"[\s,]+")
 
 # Connector type -> parser of its payload (raises InvalidValue). A type without one only needs valid JSON
 # here; its connector registers its parser when it exists.
-PAYLOAD_PARSERS: dict[str, Callable[[str, Any], object]] = {"generic": parse_generic}
+def _parse_bottlecrm(_system: str, payload: Any) -> object:
+    from connectors.bottlecrm.connector import BottleCRMConnector
+
+    return BottleCRMConnector.parse_notice({}, payload)
+
+
+PAYLOAD_PARSERS: dict[str, Callable[[str, Any], object]] = {"generic": parse_generic, "bottlecrm": _parse_bottlecrm}
 
 
 class WebhookAccepted(BaseModel):

@@ -12,7 +12,7 @@ import httpx
 import structlog
 
 from connectors.base import Connector
-from connectors.registry import build_connector
+from connectors.registry import build_connector, load_credentials
 from hub.bootstrap import Hub, bootstrap
 from hub.config import load_settings
 
@@ -30,13 +30,15 @@ class Runtime:
     hub: Hub
     secrets: Mapping[str, Sequence[str]]
     client: httpx.Client
+    credentials: Mapping[str, str] = field(default_factory=dict)
     _connectors: dict[str, Connector] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def connector(self, system: str) -> Connector:
         with self._lock:
             if system not in self._connectors:
-                self._connectors[system] = build_connector(system, self.hub.settings, self.secrets, self.client)
+                self._connectors[system] = build_connector(system, self.hub.settings, self.secrets, self.client,
+                                                           self.credentials)
             return self._connectors[system]
 
     def publish_events(self, event_ids: Iterable[str]) -> None:
@@ -70,7 +72,7 @@ def start_runtime(hub: Hub) -> Runtime:
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     client = httpx.Client(timeout=hub.settings.delivery.timeout_seconds, limits=limits)
     with _current_lock:
-        _current = Runtime(hub, webhook_secrets(hub), client)
+        _current = Runtime(hub, webhook_secrets(hub), client, load_credentials(hub.settings))
     return _current
 
 

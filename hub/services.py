@@ -7,7 +7,7 @@ the audit entries and the outbox, and mark the event processed. Processing twice
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from connectors.base import Connector, ConnectorError, RecordNotFound, SourceRecord
 from hub import metrics
 from hub.apply import apply_changes
 from hub.bootstrap import Hub
@@ -35,15 +36,6 @@ class GenericPayload(BaseModel):
     modified_at: AwareDatetime
     author: str = Field(min_length=1, max_length=255)
     fields: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class SourceRecord:
-    system: str
-    local_id: str
-    modified_at: datetime
-    author: str
-    fields: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -83,26 +75,65 @@ def accept_event(hub: Hub, system: str, external_id: str, payload: Any) -> tuple
     return event_id, duplicate
 
 
-def process_event(hub: Hub, event_id: str) -> Processed:
-    """Turn a stored event into changes on its ticket. Idempotent: a processed event is left alone."""
+def read_records(hub: Hub, system: str, payload: Any,
+                 connector_for: Callable[[str], Connector] | None) -> list[SourceRecord]:
+    """The records an event is about. A generic notice carries its record; other connectors' notices
+    name what changed, and the record is read from the system (HTTP, outside any transaction)."""
+    kind = hub.settings.systems[system].type if system in hub.settings.systems else "generic"
+    if kind == "generic" or connector_for is None:
+        return [parse_generic(system, payload)]
+    connector = connector_for(system)
+    records = []
+    for notice in connector.parse_notice({}, payload):
+        if notice.record is not None:
+            records.append(notice.record)
+            continue
+        for record in connector.read(notice.local_id, notice.kind):
+            # the notice's time is the change's; a read has only the time of the newest activity
+            records.append(replace(record, modified_at=notice.modified_at) if notice.modified_at
+                           and notice.kind == "case" else record)
+    return records
+
+
+def process_event(hub: Hub, event_id: str, connector_for: Callable[[str], Connector] | None = None) -> Processed:
+    """Turn a stored event into changes on its ticket(s). Idempotent: a processed event is left alone.
+    A system that cannot be read right now (ConnectorError) leaves the event for the sweeper to retry."""
     with hub.store.unit_of_work() as uow:
         event = uow.inbox.get(event_id)
-        if event is None:
-            raise KeyError(f"no event {event_id}")
-        if event["state"] != "received":
-            return Processed(event_id, f"already {event['state']}", event["ticket_id"])
+    if event is None:
+        raise KeyError(f"no event {event_id}")
+    if event["state"] != "received":
+        return Processed(event_id, f"already {event['state']}", event["ticket_id"])
+    try:
+        records: list[SourceRecord] | Exception = read_records(hub, event["system"], event["payload"], connector_for)
+    except (InvalidValue, ConnectorError) as exc:
+        if isinstance(exc, ConnectorError) and not isinstance(exc, RecordNotFound):
+            log.warning("event waits: system unreadable", system=event["system"], event_id=event_id, error=str(exc))
+            raise
+        records = exc
+    with hub.store.unit_of_work() as uow:
+        current = uow.inbox.get(event_id)
+        if current is None or current["state"] != "received":  # another worker got there first
+            return Processed(event_id, f"already {current['state'] if current else 'gone'}")
         now = hub.clock()
         try:
-            record = parse_generic(event["system"], event["payload"])
-            processed = _ingest(hub, uow, record, event_id, event["received_at"], now)
-        except (InvalidValue, OrphanRecord) as exc:
-            state = "orphan" if isinstance(exc, OrphanRecord) else "rejected"
+            if isinstance(records, Exception):
+                raise records
+            processed = Processed(event_id, "processed")
+            for record in records:
+                one = _ingest(hub, uow, record, event_id, event["received_at"], now)
+                processed = Processed(event_id, "processed", processed.ticket_id or one.ticket_id,
+                                      processed.created or one.created, processed.outcomes + one.outcomes)
+        except (InvalidValue, OrphanRecord, RecordNotFound) as exc:
+            state = "orphan" if isinstance(exc, (OrphanRecord, RecordNotFound)) else "rejected"
             uow.inbox.mark(event_id, state, now, error=str(exc))
             uow.commit()
             log.warning("event not applied", system=event["system"], event_id=event_id, state=state, error=str(exc))
             return Processed(event_id, state, error=str(exc))
         uow.inbox.mark(event_id, "processed", now, ticket_id=processed.ticket_id)
-        scheduled = uow.deliveries.schedule(processed.ticket_id, now) if processed.ticket_id else []
+        scheduled = []
+        for ticket_id in dict.fromkeys(_ticket_ids(uow, records)):
+            scheduled.extend(uow.deliveries.schedule(ticket_id, now))
         uow.commit()
     processed = replace(processed, deliveries=tuple(scheduled))
     for outcome in processed.outcomes:
@@ -147,6 +178,13 @@ def _ingest(hub: Hub, uow: Any, record: SourceRecord, event_id: str, received_at
             untranslatable.append((FieldChange(name, _jsonable(raw), provenance), str(exc)))
 
     before = uow.tickets.load_state(ticket_id)
+    hub_author = hub.settings.systems[record.system].hub_author
+    if hub_author and record.author == hub_author:
+        # the hub's own write reported back; it may arrive before the write has even returned
+        echoes = tuple(Outcome("echo", c, before.fields.get(c.field), f"written by the hub's own user {hub_author}")
+                       for c in changes)
+        uow.tickets.save(before, ApplyResult(before, echoes), now)
+        return Processed(event_id, "processed", ticket_id, created, echoes)
     result = apply_changes(before, changes, hub.mappings)
     rejected = tuple(
         Outcome("invalid_value", change, before.fields.get(change.field), reason) for change, reason in untranslatable
@@ -154,6 +192,11 @@ def _ingest(hub: Hub, uow: Any, record: SourceRecord, event_id: str, received_at
     result = ApplyResult(result.state, rejected + result.outcomes)
     uow.tickets.save(before, result, now)
     return Processed(event_id, "processed", ticket_id, created, result.outcomes)
+
+
+def _ticket_ids(uow: Any, records: list[SourceRecord]) -> list[str]:
+    found = (uow.tickets.find_by_xref(r.system, r.local_id) for r in records)
+    return [t for t in found if t]
 
 
 def _jsonable(raw: Any) -> Any:

@@ -18,7 +18,7 @@ from hub.runtime import current_runtime
 def process_event(event_id: str) -> None:
     runtime = current_runtime()
     started = time.perf_counter()
-    processed = services.process_event(runtime.hub, event_id)
+    processed = services.process_event(runtime.hub, event_id, runtime.connector)
     metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
     runtime.publish_deliveries(processed.deliveries)
 

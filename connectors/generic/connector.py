@@ -10,19 +10,47 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import httpx
 
-from connectors.base import WriteRequest, WriteResult, parse_retry_after
+from connectors.base import (
+    ConnectorError,
+    FieldSchema,
+    Notice,
+    SourceRecord,
+    WriteRequest,
+    WriteResult,
+    parse_retry_after,
+)
 from connectors.signing import sign_standard
 
 
 class GenericConnector:
+    SCHEMA: Mapping[str, FieldSchema] = {}  # declared by the system's mapping file (max_length, pattern, ...)
+
     def __init__(self, system: str, url: str, secret: str, client: httpx.Client):
         self.system = system
         self.url = url
         self.secret = secret
         self.client = client
+
+    def parse_notice(self, headers: Mapping[str, str], payload: Any) -> list[Notice]:
+        """A generic notice carries the whole record: nothing to read afterwards."""
+        from hub.services import parse_generic
+
+        record = parse_generic(self.system, payload)
+        return [Notice(record.local_id, record.modified_at, record)]
+
+    def read(self, local_id: str, kind: str = "record") -> list[SourceRecord]:
+        raise ConnectorError(f"{self.system} is a generic system: it pushes its records and cannot be read")
+
+    def read_all(self) -> Iterator[SourceRecord]:
+        raise ConnectorError(f"{self.system} is a generic system: it pushes its records and cannot be read")
+
+    def create(self, request: WriteRequest) -> WriteResult:
+        return self.write(request)
 
     def write(self, request: WriteRequest) -> WriteResult:
         body = json.dumps({

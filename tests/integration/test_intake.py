@@ -261,7 +261,8 @@ def test_bottlecrm_scheme_is_used_for_a_bottlecrm_system(hub: Hub) -> None:
     systems = {**hub.settings.systems, "crm": SystemSettings(type="bottlecrm", origin=True)}
     crm_hub = dataclasses.replace(hub, settings=Settings(hub=hub.settings.hub, systems=systems))
     client = TestClient(create_app(crm_hub, TOKEN, {"crm": ["bottle-secret"]}))
-    body = b'{"id": 77, "name": "Ada"}'
+    body = (b'{"id":"evt-77","event":"ticket.updated","org_id":"o1","data":{"id":"case-77","name":"Ada",'
+            b'"status":"New","updated_at":"2026-11-23T18:49:27.879Z"}}')
     stamp = int(hub.clock().timestamp())
     headers = {"X-BottleCRM-Signature": sign_bottlecrm("bottle-secret", stamp, body),
                "X-BottleCRM-Delivery": "dlv-77", "content-type": "application/json"}
@@ -270,7 +271,7 @@ def test_bottlecrm_scheme_is_used_for_a_bottlecrm_system(hub: Hub) -> None:
     assert first.status_code == 202 and first.json() == {"event_id": "crm:dlv-77", "duplicate": False}
     assert again.json() == {"event_id": "crm:dlv-77", "duplicate": True}
     with hub.store.unit_of_work() as uow:
-        assert uow.inbox.get("crm:dlv-77")["payload"] == {"id": 77, "name": "Ada"}  # type: ignore[index]
+        assert uow.inbox.get("crm:dlv-77")["payload"]["data"]["id"] == "case-77"  # type: ignore[index]
     standard = Sender(client, crm_hub).post(msg_id="msg_std", secret="bottle-secret")
     assert standard.status_code == 401 and "missing header X-BottleCRM-Delivery" in standard.json()["detail"]
 
