@@ -6,27 +6,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from connectors.signing import SignatureError, verify_bottlecrm
-from tests.conftest import services_missing
 from tests.e2e.harness import Received, Receiver, wait_until
-from tests.peers.bottlecrm import BottleCRM, PeerUnavailable, start_bottlecrm
+from tests.peers.bottlecrm import BottleCRM
 
 pytestmark = [pytest.mark.peer, pytest.mark.integration]
-
-
-@pytest.fixture(scope="session")
-def bottlecrm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BottleCRM]:
-    try:
-        crm = start_bottlecrm(Path(tmp_path_factory.mktemp("bottlecrm")))
-    except PeerUnavailable as exc:
-        services_missing("BottleCRM (needs Python >= 3.12)", exc)
-        raise  # not reached: services_missing skips, or fails under CI
-    yield crm
-    crm.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,22 @@
+"""One real BottleCRM per test session, shared by the smoke tests and the connector's contract suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import services_missing
+from tests.peers.bottlecrm import BottleCRM, PeerUnavailable, start_bottlecrm
+
+
+@pytest.fixture(scope="session")
+def bottlecrm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BottleCRM]:
+    try:
+        crm = start_bottlecrm(Path(tmp_path_factory.mktemp("bottlecrm")))
+    except PeerUnavailable as exc:
+        services_missing("BottleCRM (needs Python >= 3.12)", exc)
+        raise  # not reached: services_missing skips, or fails under CI
+    yield crm
+    crm.stop()
