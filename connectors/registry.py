@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -17,6 +18,17 @@ def load_credentials(settings: Settings, environ: Mapping[str, str] | None = Non
     environ = os.environ if environ is None else environ
     return {name: environ[s.credentials_env] for name, s in settings.systems.items()
             if s.credentials_env and environ.get(s.credentials_env)}
+
+
+def connector_schemas(settings: Settings) -> dict[str, Mapping[str, Any]]:
+    """What each configured system declares it accepts (from its connector type; no I/O)."""
+    schemas: dict[str, Mapping[str, Any]] = {}
+    for name, config in settings.systems.items():
+        if config.type == "bottlecrm":
+            from connectors.bottlecrm.connector import BottleCRMConnector
+
+            schemas[name] = BottleCRMConnector.SCHEMA
+    return schemas
 
 
 def build_connector(system: str, settings: Settings, secrets: Mapping[str, Sequence[str]],

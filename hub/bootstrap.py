@@ -36,5 +36,7 @@ class Hub:
 def bootstrap(settings: Settings, *, engine: Engine | None = None,
               clock: Callable[[], datetime] = utc_now) -> Hub:
     """Load and check the mappings, and open (not migrate) the database."""
-    mapping_set = load_mappings(settings.hub.mappings_dir, settings.mapping_names())
+    from connectors.registry import connector_schemas
+
+    mapping_set = load_mappings(settings.hub.mappings_dir, settings.mapping_names(), connector_schemas(settings))
     return Hub(settings, mapping_set, Store(engine or make_engine(settings.hub.database_url)), clock)

@@ -85,7 +85,10 @@ def mappings_check(ctx: typer.Context) -> None:
     from mappings.loader import check_mappings
 
     settings = _settings(ctx)
-    mapping_set, problems = check_mappings(settings.hub.mappings_dir, settings.mapping_names())
+    from connectors.registry import connector_schemas
+
+    mapping_set, problems = check_mappings(settings.hub.mappings_dir, settings.mapping_names(),
+                                           connector_schemas(settings))
     if mapping_set is not None:
         table = Table(title=f"ownership ({settings.source}; mappings in {settings.hub.mappings_dir})")
         table.add_column("field")

@@ -67,8 +67,17 @@ class DeliverySettings(_Strict):
     relay_interval_seconds: float = Field(default=0.2, gt=0)
 
 
+CONNECTOR_TYPES = ("generic", "bottlecrm")
+
+
+def _known_type(value: str) -> str:
+    if value not in CONNECTOR_TYPES:
+        raise ValueError(f"unknown connector type `{value}`; known: {', '.join(CONNECTOR_TYPES)}")
+    return value
+
+
 class SystemSettings(_Strict):
-    type: str = "generic"
+    type: str = "generic"  # connector type: generic | bottlecrm
     base_url: str | None = None
     mapping: str | None = None  # a file in mappings_dir, without .toml; default: the system's name
     origin: bool = False
@@ -76,6 +85,11 @@ class SystemSettings(_Strict):
     webhook_secrets_env: str | None = None
     max_in_flight: int | None = Field(default=None, ge=1)  # overrides [delivery] max_in_flight_per_system
     hub_author: str | None = None  # the user the hub writes as in this system: its changes are echoes
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        return _known_type(value)
 
 
 class Settings(_Strict):

@@ -10,9 +10,10 @@ import difflib
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -53,12 +54,21 @@ class _MappingFile(_Strict):
     fields: dict[str, _FieldSection] = {}
 
 
-def check_mappings(directory: Path, systems: Mapping[str, str]) -> tuple[MappingSet | None, list[Problem]]:
-    """Load `systems` (system name -> mapping name) from `directory`; return the set and every problem."""
+def check_mappings(directory: Path, systems: Mapping[str, str],
+                   schemas: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[MappingSet | None, list[Problem]]:
+    """Load `systems` (system name -> mapping name) from `directory`; return the set and every problem.
+
+    `schemas` (system -> its connector's declared fields) adds what the system accepts: a mapping that
+    would write a field or an enum value the system does not have is a problem, and the system's
+    limits (max length, enum values) become the mapping's, so apply refuses such values before sending.
+    """
     problems: list[Problem] = []
     loaded: dict[str, SystemMapping] = {}
     for system, mapping_name in systems.items():
         mapping = _load_one(directory / f"{mapping_name}.toml", system, problems)
+        schema = (schemas or {}).get(system)
+        if mapping is not None and schema:
+            mapping = _with_schema(mapping, schema, problems)
         if mapping is not None:
             loaded[system] = mapping
     mapping_set = MappingSet(loaded)
@@ -66,16 +76,54 @@ def check_mappings(directory: Path, systems: Mapping[str, str]) -> tuple[Mapping
     return (mapping_set if not problems else None), problems
 
 
-def load_mappings(directory: Path, systems: Mapping[str, str]) -> MappingSet:
-    mapping_set, problems = check_mappings(directory, systems)
+def load_mappings(directory: Path, systems: Mapping[str, str],
+                  schemas: Mapping[str, Mapping[str, Any]] | None = None) -> MappingSet:
+    mapping_set, problems = check_mappings(directory, systems, schemas)
     if problems or mapping_set is None:
         raise MappingError(problems)
     return mapping_set
 
 
+DEFAULT_ROLES = ("crm", "erp", "mes", "wms", "courier")
+
+
 def default_systems(directory: Path = DEFAULT_DIR) -> dict[str, str]:
-    """Every mapping file in `directory`, as a system of the same name."""
-    return {path.stem: path.stem for path in sorted(directory.glob("*.toml"))}
+    """The five roles of the embedded default, each a system named after its mapping file."""
+    return {role: role for role in DEFAULT_ROLES if (directory / f"{role}.toml").is_file()}
+
+
+def _with_schema(mapping: SystemMapping, schema: Mapping[str, Any], problems: list[Problem]) -> SystemMapping | None:
+    fields = dict(mapping.fields)
+    before = len(problems)
+    for name, fm in mapping.fields.items():
+        declared = schema.get(fm.system_field)
+        key = f"fields.{name}.field"
+        if declared is None:
+            problems.append(Problem(mapping.source, key, f"{mapping.system} has no field `{fm.system_field}`; it has "
+                                    f"{', '.join(sorted(schema))}", "map the canonical field to one of those"))
+            continue
+        if not fm.writes:
+            continue
+        if not getattr(declared, "writable", True):
+            problems.append(Problem(mapping.source, key, f"{mapping.system} does not let anyone write "
+                                    f"`{fm.system_field}`", 'set direction = "read"'))
+            continue
+        changes: dict[str, Any] = {}
+        if declared.choices:
+            writable = [v for v, _ in fm.values if not fm.accepts or v in fm.accepts]
+            refused = [v for v in writable if v not in declared.choices]
+            if refused:
+                problems.append(Problem(mapping.source, f"fields.{name}.accepts", f"{mapping.system} refuses "
+                                        f"`{fm.system_field}` = {', '.join(refused)}; it takes "
+                                        f"{', '.join(declared.choices)}", "leave those out of `accepts`"))
+            changes["accepts"] = tuple(v for v in writable if v in declared.choices)
+        if declared.max_length is not None and (fm.max_length is None or fm.max_length > declared.max_length):
+            changes["max_length"] = declared.max_length
+        if changes:
+            fields[name] = replace(fm, **changes)
+    if len(problems) > before:
+        return None
+    return replace(mapping, fields=fields)
 
 
 def _load_one(path: Path, system: str, problems: list[Problem]) -> SystemMapping | None:
