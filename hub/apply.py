@@ -4,7 +4,8 @@ Each canonical field is a last-writer-wins register ordered by `FieldChange.prec
 run in this order, and every change ends in exactly one outcome:
 
 1. echo          the system reports back the value the hub last wrote to it (not a new change);
-2. not_owner     the source system does not own the field (never applied, always recorded);
+2. not_owner     the source system does not own the field (never applied, always recorded), unless it
+                 reports the value the record already holds: that is agreement, a duplicate;
 3. invalid_value the value is not valid canonically;
 4. duplicate     the very same change is already the current value (a no-op);
 5. stale         the current value takes precedence over it;
@@ -65,6 +66,9 @@ def _apply_one(
         del marks[name]  # the system's value has moved on from what the hub wrote: later reports are real
 
     owners = mappings.owners(name)
+    if source not in owners and change.value == (current.value if current else None):
+        # a non-owner reporting the value the record already holds agrees with it: nothing was edited
+        return [Outcome("duplicate", change, current, f"{source} holds the current value")]
     if source not in owners:
         who = ", ".join(sorted(owners)) or "no system"
         return [Outcome("not_owner", change, current, f"{source} does not own `{name}`; it is owned by {who}")]

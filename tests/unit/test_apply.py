@@ -92,7 +92,8 @@ def test_the_erp_reporting_a_different_value_clears_the_echo_mark() -> None:
 
     assert [o.kind for o in moved_on.outcomes] == ["not_owner"]
     assert moved_on.state.delivered == {}
-    assert [o.kind for o in back_again.outcomes] == ["not_owner"]
+    # the old value is the record's current one: the ERP agrees with the record, it edits nothing
+    assert [o.kind for o in back_again.outcomes] == ["duplicate"]
     assert back_again.state.fields == state.fields
 
 
