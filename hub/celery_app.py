@@ -1,7 +1,8 @@
 """The one Celery app. `configure_celery(settings)` points it at the broker; nothing happens at import.
 
 Without `broker_url` the hub uses an embedded broker that needs no server: kombu's filesystem
-transport under `data_dir/broker`. Teams set `TICKETHUB_BROKER_URL` to `amqp://…` or `redis://…`.
+transport, made safe for several processes (`hub.embedded_broker`), under `data_dir/broker`.
+Teams set `TICKETHUB_BROKER_URL` to `amqp://…` or `redis://…`.
 The database, not the broker, is the record of work: an event or delivery whose message a broker
 loses is published again by the sweeper, so a broker restart loses nothing accepted.
 """
@@ -12,6 +13,7 @@ from typing import Any
 
 from celery import Celery
 
+from hub import embedded_broker
 from hub.config import Settings
 
 celery_app = Celery("tickethub", include=["hub.tasks"])
@@ -28,7 +30,7 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
     if not url:
         folder = (settings.hub.data_dir / "broker").resolve()
         folder.mkdir(parents=True, exist_ok=True)
-        return {"broker_url": "filesystem://", "broker_transport_options": {
+        return {"broker_url": f"{embedded_broker.ALIAS}://", "broker_transport_options": {
             "data_folder_in": str(folder), "data_folder_out": str(folder), "control_folder": str(folder / "control"),
             "polling_interval": 0.05}}
     options: dict[str, Any] = {}
