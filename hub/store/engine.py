@@ -13,6 +13,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for `url`. On SQLite: WAL, a busy timeout, foreign keys, and BEGIN IMMEDIATE, so a
     transaction takes the write lock when it starts rather than failing when it first writes."""
     parsed = make_url(url)
+    # workers run up to 32 delivery threads: the default pool (5 + 10 overflow) made them queue for connections
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 40)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         return create_engine(url, **kwargs)
