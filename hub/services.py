@@ -7,7 +7,7 @@ the audit entries and the outbox, and mark the event processed. Processing twice
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -111,6 +111,7 @@ def process_event(hub: Hub, event_id: str, connector_for: Callable[[str], Connec
             log.warning("event waits: system unreadable", system=event["system"], event_id=event_id, error=str(exc))
             raise
         records = exc
+    new_ids = {} if isinstance(records, Exception) else _reserve_ids(hub, records, event["received_at"])
     with hub.store.unit_of_work() as uow:
         current = uow.inbox.get(event_id)
         if current is None or current["state"] != "received":  # another worker got there first
@@ -121,7 +122,7 @@ def process_event(hub: Hub, event_id: str, connector_for: Callable[[str], Connec
                 raise records
             processed = Processed(event_id, "processed")
             for record in records:
-                one = _ingest(hub, uow, record, event_id, event["received_at"], now)
+                one = _ingest(hub, uow, record, event_id, event["received_at"], now, new_ids)
                 processed = Processed(event_id, "processed", processed.ticket_id or one.ticket_id,
                                       processed.created or one.created, processed.outcomes + one.outcomes)
         except (InvalidValue, OrphanRecord, RecordNotFound) as exc:
@@ -146,7 +147,7 @@ def process_event(hub: Hub, event_id: str, connector_for: Callable[[str], Connec
 
 
 def _ingest(hub: Hub, uow: Any, record: SourceRecord, event_id: str, received_at: datetime,
-            now: datetime) -> Processed:
+            now: datetime, new_ids: Mapping[tuple[str, str], str]) -> Processed:
     mapping = hub.mappings.systems.get(record.system)
     if mapping is None:
         raise UnknownSystem(f"no system `{record.system}` is configured")
@@ -159,7 +160,8 @@ def _ingest(hub: Hub, uow: Any, record: SourceRecord, event_id: str, received_at
                 " is not a ticket origin"
             )
         ticket_id, created = uow.tickets.get_or_create(
-            record.system, record.local_id, hub.settings.hub.business_code, received_at
+            record.system, record.local_id, hub.settings.hub.business_code, received_at,
+            ticket_id=new_ids.get((record.system, record.local_id)),
         )
     uow.tickets.lock(ticket_id)
 
@@ -192,6 +194,25 @@ def _ingest(hub: Hub, uow: Any, record: SourceRecord, event_id: str, received_at
     result = ApplyResult(result.state, rejected + result.outcomes)
     uow.tickets.save(before, result, now)
     return Processed(event_id, "processed", ticket_id, created, result.outcomes)
+
+
+def _reserve_ids(hub: Hub, records: list[SourceRecord], received_at: datetime) -> dict[tuple[str, str], str]:
+    """Global IDs for records that may open a ticket, taken in their own short transaction first: the
+    day's counter row stays locked only for that moment, not for the whole apply (which serialised
+    every new ticket on PostgreSQL). An ID not used after all (another worker linked the record first)
+    is skipped, never reused."""
+    wanted = [(r.system, r.local_id) for r in records
+              if r.system in hub.settings.systems and hub.settings.systems[r.system].origin]
+    if not wanted:
+        return {}
+    reserved: dict[tuple[str, str], str] = {}
+    with hub.store.unit_of_work() as uow:
+        for key in dict.fromkeys(wanted):
+            if uow.tickets.find_by_xref(*key) is None:
+                reserved[key] = uow.tickets.allocate_ticket_id(received_at.date(), hub.settings.hub.business_code)
+        if reserved:
+            uow.commit()
+    return reserved
 
 
 def _ticket_ids(uow: Any, records: list[SourceRecord]) -> list[str]:

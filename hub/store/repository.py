@@ -154,17 +154,19 @@ class TicketRepository:
     def find_by_xref(self, system: str, local_id: str) -> str | None:
         return self.conn.execute(_FIND_XREF, {"system": system, "local_id": local_id}).scalar_one_or_none()
 
-    def get_or_create(self, system: str, local_id: str, code: str, now: datetime) -> tuple[str, bool]:
+    def get_or_create(self, system: str, local_id: str, code: str, now: datetime,
+                      ticket_id: str | None = None) -> tuple[str, bool]:
         """The ticket linked to (system, local_id), creating ticket and link if there is none.
 
         Concurrent callers for the same local ID get the same ticket: the link is inserted with
         ON CONFLICT DO NOTHING inside a savepoint, and the loser reads the winner's link.
+        `ticket_id`, if given, is an ID reserved earlier for this record; otherwise one is allocated here.
         """
         existing = self.find_by_xref(system, local_id)
         if existing is not None:
             return existing, False
         with self.conn.begin_nested() as savepoint:
-            ticket_id = self.allocate_ticket_id(now.date(), code)
+            ticket_id = ticket_id or self.allocate_ticket_id(now.date(), code)
             self.conn.execute(
                 insert(tickets).values(ticket_id=ticket_id, business_code=code, created_at=now, updated_at=now)
             )
