@@ -535,14 +535,20 @@ def bare_main(port: int, database: str) -> None:
 
 # ---- raw Celery baseline ---------------------------------------------------------------------------
 
+EMBEDDED_BROKER_URL = "tickethub-fs://"  # the hub's embedded transport (hub/embedded_broker.py), as `up` uses
+
 def noop_app(broker_url: str, folder: str, marks: str) -> Any:
     """A throwaway Celery app configured like the hub's (JSON, late acks) with one no-op task that
     stamps the time when it is the first or last of a run."""
     from celery import Celery
 
+    import hub.embedded_broker  # noqa: F401  (registers the tickethub-fs:// transport)
+
     app = Celery("bench_noop", set_as_current=False)
-    options = {"data_folder_in": folder, "data_folder_out": folder, "polling_interval": 0.05}
-    app.conf.update(broker_url=broker_url, broker_transport_options=options if broker_url == "filesystem://" else {},
+    options = {"data_folder_in": folder, "data_folder_out": folder, "control_folder": os.path.join(folder, "control"),
+               "polling_interval": 0.05}
+    embedded = broker_url == EMBEDDED_BROKER_URL
+    app.conf.update(broker_url=broker_url, broker_transport_options=options if embedded else {},
                     task_serializer="json", accept_content=["json"], task_ignore_result=True,
                     task_acks_late=True, task_reject_on_worker_lost=True, task_default_queue=NOOP_QUEUE,
                     broker_connection_retry_on_startup=True, worker_hijack_root_logger=False,
@@ -730,7 +736,7 @@ class Backend:
         return HubInstance(folder, self.database(), self.broker(folder), procs, receivers or [])
 
     def noop_broker(self, folder: Path) -> str:
-        return self.broker(folder) or "filesystem://"
+        return self.broker(folder) or EMBEDDED_BROKER_URL
 
 
 class Embedded(Backend):
