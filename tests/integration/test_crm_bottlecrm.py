@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from connectors.base import WriteRequest, WriteResult
+from connectors.base import WriteRequest
 from connectors.bottlecrm.connector import BottleCRMConnector
 from connectors.bottlecrm.sandbox import BottleCRMTwin
 from hub.api import create_app
@@ -22,19 +22,10 @@ from hub.config import load_settings
 from hub.delivery import deliver_once
 from hub.services import process_event
 from mappings.loader import DEFAULT_DIR
+from tests.fakes import RecordingWriter
 
 HUB_USER, AGENT = "tickethub@example.com", "agent@example.com"
 EVENTS = ["ticket.created", "ticket.updated", "contact.created", "contact.updated"]
-
-
-@dataclass
-class FakeWms:
-    system: str = "wms"
-    writes: list[WriteRequest] = field(default_factory=list)
-
-    def write(self, request: WriteRequest) -> WriteResult:
-        self.writes.append(request)
-        return WriteResult(200, local_id="SHP-1")
 
 
 @dataclass
@@ -42,9 +33,9 @@ class World:
     hub: Hub
     twin: BottleCRMTwin
     crm: BottleCRMConnector
-    wms: FakeWms
+    wms: RecordingWriter
     api: TestClient
-    mes: FakeWms = field(default_factory=lambda: FakeWms("mes"))
+    mes: RecordingWriter = field(default_factory=lambda: RecordingWriter("mes"))
 
     def connector_for(self, system: str):  # type: ignore[no-untyped-def]
         return {"crm": self.crm, "wms": self.wms, "mes": self.mes}[system]
@@ -117,7 +108,7 @@ webhook_secrets_env = "WMS_HOOK"
     api = TestClient(create_app(hub, "token", {"crm": [secret], "wms": ["whsec_d21z"]}))
     holder["api"] = api
     crm = BottleCRMConnector("crm", "http://bottlecrm.sandbox", hub_pat, twin.http_client())
-    return World(hub, twin, crm, FakeWms(), api)
+    return World(hub, twin, crm, RecordingWriter("wms"), api)
 
 
 @pytest.fixture

@@ -7,14 +7,14 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 
-from connectors.base import WriteRequest, WriteResult
+from connectors.base import WriteRequest
 from connectors.bottlecrm.connector import BottleCRMConnector
 from hub.api import create_app
 from hub.bootstrap import Hub, bootstrap
@@ -25,6 +25,7 @@ from hub.store.engine import make_engine
 from hub.store.migrate import upgrade
 from mappings.loader import DEFAULT_DIR
 from tests.e2e.harness import free_port, wait_until
+from tests.fakes import RecordingWriter
 from tests.peers.bottlecrm import BottleCRM
 
 pytestmark = [pytest.mark.peer, pytest.mark.integration]
@@ -47,20 +48,10 @@ def hub_user_token(crm: BottleCRM, email: str) -> str:
 
 
 @dataclass
-class FakeWms:
-    system: str = "wms"
-    writes: list[WriteRequest] = field(default_factory=list)
-
-    def write(self, request: WriteRequest) -> WriteResult:
-        self.writes.append(request)
-        return WriteResult(200, local_id="SHP-1")
-
-
-@dataclass
 class LiveHub:
     hub: Hub
     crm: BottleCRMConnector
-    wms: FakeWms
+    wms: RecordingWriter
 
     def connector_for(self, system: str):  # type: ignore[no-untyped-def]
         return {"crm": self.crm, "wms": self.wms}[system]
@@ -114,7 +105,7 @@ base_url = "http://wms.test/"
     wait_until(lambda: server.started, 30, what="the hub API to start")
     client = httpx.Client(timeout=30)
     token = hub_user_token(bottlecrm, HUB_USER)
-    yield LiveHub(hub, BottleCRMConnector("crm", bottlecrm.base_url, token, client), FakeWms())
+    yield LiveHub(hub, BottleCRMConnector("crm", bottlecrm.base_url, token, client), RecordingWriter("wms"))
     bottlecrm.remove_webhook(hook_url)
     server.should_exit = True
     thread.join(10)
