@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 import time
+
+import pytest
 
 from connectors.signing import verify_standard
 from tests.e2e.harness import OUT_SECRET, HubProcesses, crm_case, wait_until
