@@ -27,7 +27,7 @@ test-fast: $(STAMP)  ## only the tests that need nothing
 
 lint: $(STAMP)
 	$(BIN)/ruff check hub connectors mappings reconcile tests bench
-	$(BIN)/mypy hub mappings reconcile
+	$(BIN)/mypy hub connectors mappings reconcile
 
 bench: $(STAMP)
 	$(BIN)/python bench/apply.py
