@@ -44,9 +44,8 @@ def deliver_once(hub: Hub, delivery_id: int, connector_for: Callable[[str], Conn
     rng = rng or Random()
     started = hub.clock()
     with hub.store.unit_of_work() as uow:
-        system = (uow.deliveries.get(delivery_id) or {}).get("system", "")
         claim = uow.deliveries.claim(delivery_id, started, timedelta(seconds=hub.settings.delivery.lease_seconds),
-                                     max_in_flight(hub, system) if system else 1)
+                                     lambda system: max_in_flight(hub, system))
         uow.commit()
     if isinstance(claim, str):
         countdown = 0.5 + rng.random() if claim == "busy" else None
@@ -90,7 +89,7 @@ def _finish(hub: Hub, claim: Claim, result: WriteResult, started: datetime, rng:
                                          {name: f["value"] for name, f in claim.fields.items()}, now)
             if result.local_id and claim.local_id is None:
                 uow.tickets.link(claim.ticket_id, claim.system, result.local_id, now)
-            accepted = uow.deliveries.get(claim.delivery_id)["first_accepted_at"]  # type: ignore[index]
+            accepted = claim.first_accepted_at
             latency = (now - accepted).total_seconds() if accepted else None
         elif verdict == "retry":
             assert wait is not None

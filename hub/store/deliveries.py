@@ -9,14 +9,14 @@ Fields that arrive meanwhile wait in the outbox for the next delivery.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, literal, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from hub.store.dialect import insert_for
 from hub.store.tables import (
     ACTIVE_DELIVERY_STATES,
     JsonValue,
@@ -41,6 +41,7 @@ class Claim:
     fields: dict[str, dict[str, Any]]  # canonical field -> {system_field, system_value, value, provenance}
     attempt: int
     created_at: datetime
+    first_accepted_at: datetime | None = None  # earliest acceptance of an event it carries
 
     def system_fields(self) -> dict[str, Any]:
         return {f["system_field"]: f["system_value"] for f in self.fields.values()}
@@ -49,9 +50,6 @@ class Claim:
 class DeliveryRepository:
     def __init__(self, conn: Connection):
         self.conn = conn
-
-    def _insert(self) -> Any:
-        return (postgresql if self.conn.dialect.name == "postgresql" else sqlite).insert(deliveries)
 
     def schedule(self, ticket_id: str, now: datetime, systems: Sequence[str] | None = None) -> list[int]:
         """A pending delivery for every system with outbox rows for the ticket and none in progress."""
@@ -63,14 +61,14 @@ class DeliveryRepository:
         if systems is not None:
             waiting = waiting.where(outbox.c.system.in_(systems))
         stmt = (
-            self._insert()
+            insert_for(self.conn.dialect.name, deliveries)
             .from_select(["ticket_id", "system", "state", "fields", "attempts", "created_at", "updated_at"], waiting)
             .on_conflict_do_nothing(index_elements=["ticket_id", "system"], index_where=_ACTIVE)
             .returning(deliveries.c.id)
         )
         return sorted(int(i) for i in self.conn.execute(stmt).scalars())
 
-    def claim(self, delivery_id: int, now: datetime, lease: timedelta, max_in_flight: int
+    def claim(self, delivery_id: int, now: datetime, lease: timedelta, max_in_flight: Callable[[str], int]
               ) -> Claim | str:
         """Take a due delivery in flight with the newest outbox values; else say why not
         (`gone`, `not_due`, `busy`, `in_flight`, `superseded`)."""
@@ -92,7 +90,7 @@ class DeliveryRepository:
                 deliveries.c.system == row.system, deliveries.c.state == "in_flight",
                 deliveries.c.lease_until > now, deliveries.c.id != delivery_id)
         ).scalar_one()
-        if busy >= max_in_flight:
+        if busy >= max_in_flight(row.system):
             return "busy"
 
         fields = dict(row.fields or {})
@@ -108,13 +106,15 @@ class DeliveryRepository:
             self._set(delivery_id, state="superseded", updated_at=now, lease_until=None)
             return "superseded"
         accepted = [datetime.fromisoformat(f["provenance"]["received_at"]) for f in fields.values()]
+        first_accepted = row.first_accepted_at or min(accepted)
         self._set(delivery_id, state="in_flight", fields=fields, attempts=row.attempts + 1, updated_at=now,
-                  lease_until=now + lease, first_accepted_at=row.first_accepted_at or min(accepted))
+                  lease_until=now + lease, first_accepted_at=first_accepted)
         local_id = self.conn.execute(
             select(xrefs.c.local_id).where(xrefs.c.ticket_id == row.ticket_id, xrefs.c.system == row.system)
             .order_by(xrefs.c.created_at).limit(1)
         ).scalar_one_or_none()
-        return Claim(delivery_id, row.ticket_id, row.system, local_id, fields, row.attempts + 1, row.created_at)
+        return Claim(delivery_id, row.ticket_id, row.system, local_id, fields, row.attempts + 1, row.created_at,
+                     first_accepted)
 
     def still_mine(self, claim: Claim) -> bool:
         """The delivery is still in flight under this claim (not re-claimed after its lease ran out)."""
@@ -155,7 +155,7 @@ class DeliveryRepository:
             r.field: r.event_id for r in self.conn.execute(
                 select(field_values.c.field, field_values.c.event_id).where(field_values.c.ticket_id == row.ticket_id))
         }
-        stmt = (postgresql if self.conn.dialect.name == "postgresql" else sqlite).insert(outbox)
+        stmt = insert_for(self.conn.dialect.name, outbox)
         skipped = []
         for name, data in row.fields.items():
             if current.get(name) != data["provenance"]["event_id"]:

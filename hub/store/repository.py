@@ -14,11 +14,11 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.errors import TicketNotFound
 from hub.model import ApplyResult, FieldValue, Outcome, PendingWrite, Provenance, TicketState
 from hub.store.deliveries import DeliveryRepository
+from hub.store.dialect import insert_for
 from hub.store.tables import (
     audit_log,
     delivered_values,
@@ -117,14 +117,14 @@ class UnitOfWork:
 
 
 def _upsert(conn: Connection, table: Any) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+    return insert_for(conn.dialect.name, table)
 
 
 @cache
 def _replace_statement(dialect: str, table_name: str) -> Any:
     """INSERT ... ON CONFLICT (primary key) DO UPDATE every other column; built once per dialect."""
     table = _TABLES[table_name]
-    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    stmt = insert_for(dialect, table)
     keys = [c.name for c in table.primary_key.columns]
     return stmt.on_conflict_do_update(
         index_elements=keys, set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}

@@ -122,7 +122,7 @@ def claim_directly(hub: Hub, delivery_id: int) -> Claim:
     """Take a delivery in flight the way a worker does, and never finish it (the worker dies)."""
     with hub.store.unit_of_work() as uow:
         claim = uow.deliveries.claim(delivery_id, hub.clock(),
-                                     timedelta(seconds=hub.settings.delivery.lease_seconds), 100)
+                                     timedelta(seconds=hub.settings.delivery.lease_seconds), lambda _system: 100)
         uow.commit()
     assert isinstance(claim, Claim), claim
     return claim
