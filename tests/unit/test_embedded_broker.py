@@ -15,7 +15,8 @@ MESSAGES = 1000
 
 
 def _consume(folder: str, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    options = {"data_folder_in": folder, "data_folder_out": folder, "polling_interval": 0.01}
+    options = {"data_folder_in": folder, "data_folder_out": folder, "polling_interval": 0.01,
+               "control_folder": os.path.join(folder, "control")}
     seen: list[int] = []
     with Connection(f"{embedded_broker.ALIAS}://", transport_options=options) as conn:
         queue = conn.SimpleQueue("events")
@@ -40,7 +41,7 @@ def test_concurrent_consumers_get_every_message_exactly_once(tmp_path: Path) -> 
     consumers = [multiprocessing.Process(target=_consume, args=(folder, results)) for _ in range(3)]
     for process in consumers:
         process.start()
-    options = {"data_folder_in": folder, "data_folder_out": folder}
+    options = {"data_folder_in": folder, "data_folder_out": folder, "control_folder": str(tmp_path / "control")}
     with Connection(f"{embedded_broker.ALIAS}://", transport_options=options) as conn:
         queue = conn.SimpleQueue("events")
         for n in range(MESSAGES):
