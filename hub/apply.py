@@ -8,8 +8,10 @@ run in this order, and every change ends in exactly one outcome:
                  reports the value the record already holds: that is agreement, a duplicate;
 3. invalid_value the value is not valid canonically;
 4. duplicate     the very same change is already the current value (a no-op);
-5. stale         the current value takes precedence over it;
-6. applied       it becomes the current value.
+5. conflict      a monotonic field (production progress) would go down: never applied, however new;
+   a higher value of such a field wins however old, so the field holds the highest value reported;
+6. stale         the current value takes precedence over it;
+7. applied       it becomes the current value.
 
 An applied change puts a pending write in the outbox of every subscribed system except its source,
 replacing any older pending write of that field; a subscriber that would refuse the value gets none,
@@ -83,7 +85,13 @@ def _apply_one(
     if current is not None:
         if current.as_change(name) == change:
             return [Outcome("duplicate", change, current)]
-        if change.precedence() < current.as_change(name).precedence():
+        rises = _rises(name, current.value, value)
+        if rises is False:
+            if change.precedence() < current.as_change(name).precedence():
+                return [Outcome("stale", change, current, _stale_reason(change, current))]
+            return [Outcome("conflict", change, current,
+                            f"`{name}` only grows: {value} would take it back from {current.value}")]
+        if rises is None and change.precedence() < current.as_change(name).precedence():
             return [Outcome("stale", change, current, _stale_reason(change, current))]
 
     fields[name] = FieldValue(value, change.provenance)
@@ -103,6 +111,15 @@ def _apply_one(
             value, mapping.system_field, system_value, change.provenance
         )
     return outcomes
+
+
+def _rises(name: str, current: JsonScalar, value: JsonScalar) -> bool | None:
+    """For a monotonic field, whether `value` is above (True) or below (False) the current value; None
+    when equal, or for other fields: then last-writer-wins decides. The highest value wins whatever the
+    order of arrival, so the record still depends only on the set of changes."""
+    if not FIELDS[name].monotonic or current is None or value is None or current == value:
+        return None
+    return value > current  # type: ignore[operator]
 
 
 def _stale_reason(change: FieldChange, current: FieldValue) -> str:

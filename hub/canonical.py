@@ -39,6 +39,8 @@ class CanonicalField:
     choices: tuple[str, ...] = ()
     minimum: int | None = None
     maximum: int | None = None
+    # a value that only grows: a lower one than the current is a conflict, whenever it was made
+    monotonic: bool = False
 
 
 FIELDS: dict[str, CanonicalField] = {
@@ -54,7 +56,8 @@ FIELDS: dict[str, CanonicalField] = {
         CanonicalField("status", "enum", "ticket status", choices=STATUSES),
         CanonicalField("parts.reserved", "boolean", "spare parts are reserved for this ticket"),
         CanonicalField(
-            "production.progress", "integer", "repair/production progress in percent", minimum=0, maximum=100
+            "production.progress", "integer", "repair/production progress in percent", minimum=0, maximum=100,
+            monotonic=True,
         ),
         CanonicalField("shipment.carrier", "string", "carrier of the outgoing shipment"),
         CanonicalField("shipment.waybill", "string", "waybill number of the outgoing shipment"),

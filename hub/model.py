@@ -64,8 +64,8 @@ class PendingWrite:
     provenance: Provenance
 
 
-RejectionKind = Literal["not_owner", "stale", "echo", "invalid_value"]
-OutcomeKind = Literal["applied", "duplicate", "not_owner", "stale", "echo", "invalid_value"]
+RejectionKind = Literal["not_owner", "stale", "echo", "invalid_value", "conflict"]
+OutcomeKind = Literal["applied", "duplicate", "not_owner", "stale", "echo", "invalid_value", "conflict"]
 
 
 @dataclass(frozen=True)

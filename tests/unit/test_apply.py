@@ -298,3 +298,34 @@ def test_a_full_tie_is_settled_the_same_way_in_either_order() -> None:
     assert forward.state.fields["customer.email"].value == "ada@help.example"
     assert backward.outcomes[-1].kind == "stale"
     assert "stable order" in backward.outcomes[-1].reason
+
+
+# --- monotonic progress -----------------------------------------------------------------------------
+
+
+def test_a_newer_lower_progress_is_a_conflict_and_the_progress_stays():
+    """Production progress only grows: the MES reporting 30 after 60 is a conflict, not an update."""
+    first = apply(change("production.progress", 60, "mes", at=T0))
+    result = apply(change("production.progress", 30, "mes", at=T0 + timedelta(hours=1)), state=first.state)
+
+    [outcome] = result.outcomes
+    assert outcome.kind == "conflict"
+    assert "only grows" in outcome.reason and "60" in outcome.reason
+    assert result.state.fields["production.progress"].value == 60
+
+
+def test_an_older_higher_progress_still_wins():
+    """Arriving late does not make a higher progress lose: the record holds the highest value reported."""
+    first = apply(change("production.progress", 30, "mes", at=T0 + timedelta(hours=1)))
+    result = apply(change("production.progress", 60, "mes", at=T0), state=first.state)
+
+    assert [o.kind for o in result.outcomes] == ["applied"]
+    assert result.state.fields["production.progress"].value == 60
+
+
+def test_an_older_lower_progress_is_merely_stale():
+    """A lower value that is also older was overtaken, not a regression: stale, as for any field."""
+    first = apply(change("production.progress", 60, "mes", at=T0 + timedelta(hours=1)))
+    result = apply(change("production.progress", 30, "mes", at=T0), state=first.state)
+
+    assert [o.kind for o in result.outcomes] == ["stale"]

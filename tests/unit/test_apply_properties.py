@@ -25,7 +25,7 @@ from mappings.loader import DEFAULT_DIR, default_systems, load_mappings
 pytestmark = pytest.mark.unit
 
 TICKET = "20260213-SVC-00001"
-UNTARGETED_KINDS = {"applied", "duplicate", "not_owner", "stale", "echo", "invalid_value"}
+UNTARGETED_KINDS = {"applied", "duplicate", "not_owner", "stale", "echo", "invalid_value", "conflict"}
 
 # Few moments and ranks, so that ties on modified-at and on author rank are common.
 MOMENTS = (
@@ -194,7 +194,7 @@ def normalized(change: FieldChange) -> FieldChange | None:
 
 
 def expected_winners(changes: Sequence[FieldChange], mapping_set: MappingSet) -> dict[str, FieldChange]:
-    """Per field, the valid owner change with the highest precedence."""
+    """Per field, the valid owner change with the highest precedence (highest value, if monotonic)."""
     winners: dict[str, FieldChange] = {}
     for change in changes:
         if change.provenance.system not in mapping_set.owners(change.field):
@@ -203,9 +203,16 @@ def expected_winners(changes: Sequence[FieldChange], mapping_set: MappingSet) ->
         if valid is None:
             continue
         best = winners.get(change.field)
-        if best is None or valid.precedence() > best.precedence():
+        if best is None or _rank(valid) > _rank(best):
             winners[change.field] = valid
     return winners
+
+
+def _rank(change: FieldChange) -> tuple[object, ...]:
+    """A monotonic field (progress) keeps its highest value; any other, the newest by precedence."""
+    if FIELDS[change.field].monotonic:
+        return (change.value, change.precedence())
+    return (change.precedence(),)
 
 
 def untargeted(outcomes: Sequence[Outcome]) -> list[Outcome]:
