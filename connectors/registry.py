@@ -28,6 +28,11 @@ def connector_schemas(settings: Settings) -> dict[str, Mapping[str, Any]]:
             from connectors.bottlecrm.connector import BottleCRMConnector
 
             schemas[name] = BottleCRMConnector.SCHEMA
+        elif config.type == "tryton" and config.model:
+            from connectors.tryton.connector import MODELS, schema_for
+
+            if config.model in MODELS:
+                schemas[name] = schema_for(config.model)
     return schemas
 
 
@@ -54,4 +59,14 @@ def build_connector(system: str, settings: Settings, secrets: Mapping[str, Seque
             raise UnknownSystem(f"system `{system}` (bottlecrm) needs its personal access token: set "
                                 f"credentials_env in [systems.{system}] and that variable")
         return BottleCRMConnector(system, config.base_url, token, client)
+    if config.type == "tryton":
+        from connectors.tryton.connector import TrytonConnector
+
+        password = (credentials or {}).get(system)
+        if not password:
+            raise UnknownSystem(f"system `{system}` (tryton) needs the password of its user {config.hub_author}: "
+                                f"set credentials_env in [systems.{system}] and that variable")
+        assert config.database and config.model and config.hub_author  # checked when the settings were read
+        return TrytonConnector(system, config.base_url, config.database, config.hub_author, password,
+                               config.model, client)
     raise UnknownSystem(f"system `{system}` has connector type `{config.type}`, which tickethub does not know")

@@ -40,6 +40,14 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
     return {"broker_url": url, "broker_transport_options": options}
 
 
+def poll_schedule(settings: Settings) -> dict[str, Any]:
+    """One beat entry per polled system; a poll not started within its interval is dropped (the next
+    one reads the same changes)."""
+    return {f"poll-{name}": {"task": "tickethub.poll", "schedule": system.poll_interval_seconds, "args": [name],
+                             "options": {"expires": system.poll_interval_seconds}}
+            for name, system in settings.systems.items() if system.polled}
+
+
 def configure_celery(settings: Settings) -> Celery:
     events, deliveries = (queue_name(settings, q) for q in QUEUES)
     celery_app.conf.update(
@@ -55,10 +63,12 @@ def configure_celery(settings: Settings) -> Celery:
         task_routes={
             "tickethub.process_event": {"queue": events},
             "tickethub.sweep": {"queue": events},
+            "tickethub.poll": {"queue": events},
             "tickethub.deliver": {"queue": deliveries},
         },
         beat_schedule={
             "sweep": {"task": "tickethub.sweep", "schedule": settings.delivery.sweep_interval_seconds},
+            **poll_schedule(settings),
         },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hub.errors import ConfigError, Problem
 from hub.ticket_ids import BUSINESS_CODE
@@ -67,7 +67,8 @@ class DeliverySettings(_Strict):
     relay_interval_seconds: float = Field(default=0.2, gt=0)
 
 
-CONNECTOR_TYPES = ("generic", "bottlecrm")
+CONNECTOR_TYPES = ("generic", "bottlecrm", "tryton")
+POLLED_TYPES = ("tryton",)  # systems with no webhooks: the hub polls them
 
 
 def _known_type(value: str) -> str:
@@ -85,11 +86,35 @@ class SystemSettings(_Strict):
     webhook_secrets_env: str | None = None
     max_in_flight: int | None = Field(default=None, ge=1)  # overrides [delivery] max_in_flight_per_system
     hub_author: str | None = None  # the user the hub writes as in this system: its changes are echoes
+    # tryton: the database and model (sale.sale | production | stock.shipment.out); the hub logs in as
+    # hub_author with the password in credentials_env
+    database: str | None = None
+    model: str | None = None
+    poll_interval_seconds: float = Field(default=30.0, gt=0)  # polled systems: how often
+    poll_overlap_seconds: float = Field(default=60.0, ge=0)  # each poll re-reads this far behind its watermark
 
     @field_validator("type")
     @classmethod
     def _type(cls, value: str) -> str:
         return _known_type(value)
+
+    @model_validator(mode="after")
+    def _tryton(self) -> SystemSettings:
+        if self.type == "tryton":
+            missing = [key for key in ("base_url", "database", "model", "hub_author", "credentials_env")
+                       if not getattr(self, key)]
+            from connectors.tryton.models import MODELS
+
+            if self.model and self.model not in MODELS:
+                raise ValueError(f"tryton model `{self.model}` is not one tickethub maps; known: {', '.join(MODELS)}")
+            if missing:
+                raise ValueError(f"a tryton system needs {', '.join(missing)} (hub_author is the login the hub"
+                                 " uses, credentials_env the variable holding its password)")
+        return self
+
+    @property
+    def polled(self) -> bool:
+        return self.type in POLLED_TYPES
 
 
 class Settings(_Strict):

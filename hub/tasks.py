@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from hub import metrics, services
+from hub import metrics, polling, services
 from hub.celery_app import celery_app
 from hub.delivery import deliver_once
 from hub.pipeline import sweep_once
@@ -39,3 +39,10 @@ def sweep() -> None:
     events, delivery_ids = sweep_once(runtime.hub)
     runtime.publish_events(events)
     runtime.publish_deliveries(delivery_ids)
+
+
+@celery_app.task(name="tickethub.poll", acks_late=True)
+def poll(system: str) -> None:
+    """Read what changed in a system that sends no webhooks (beat runs this per system)."""
+    runtime = current_runtime()
+    polling.poll_system(runtime.hub, system, runtime.connector(system), runtime.publish_events)  # type: ignore[arg-type]

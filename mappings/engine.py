@@ -27,7 +27,7 @@ class FieldMapping:
     system_field: str
     direction: Direction
     owner: bool = False
-    values: tuple[tuple[str, str], ...] = ()  # (system value, canonical value), in file order
+    values: tuple[tuple[str, JsonScalar], ...] = ()  # (system value, canonical value), in file order
     accepts: tuple[str, ...] = ()  # the system's own enum values it accepts; empty: every mapped one
     date_format: str | None = None  # iso (default) | unix | unix_ms | a strftime pattern (naive = UTC)
     scale: Decimal | None = None  # system value = canonical value x scale (e.g. 100 for cents)
@@ -51,7 +51,7 @@ class FieldMapping:
             return None
         if self.values:
             table = dict(self.values)
-            if not isinstance(raw, str) or raw not in table:
+            if not isinstance(raw, str) or raw not in table:  # a state, never a number or a flag
                 raise InvalidValue(
                     f"`{self.system_field}` = `{raw}` has no mapping to `{self.canonical}`;"
                     f" mapped values are {', '.join(table)}"

@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hub.canonical import FIELDS
-from hub.errors import MappingError, Problem
+from hub.canonical import FIELDS, normalize
+from hub.errors import InvalidValue, MappingError, Problem
 from mappings.engine import FieldMapping, MappingSet, SystemMapping
 
 DEFAULT_DIR = Path(__file__).resolve().parent
@@ -38,7 +38,7 @@ class _FieldSection(_Strict):
     field: str
     direction: Literal["read", "write", "both"] = "both"
     owner: bool = False
-    values: dict[str, str] | None = None
+    values: dict[str, str | bool | int] | None = None  # strings for enums; numbers/booleans for those fields
     accepts: list[str] | None = None
     date_format: str | None = None
     scale: Decimal | None = None
@@ -182,8 +182,17 @@ def _field(where: str, name: str, section: _FieldSection, problems: list[Problem
         )
     if spec.type == "enum":
         _check_enum(where, key, spec.choices, section, problems)
+    elif section.values is not None and spec.type in ("integer", "boolean"):
+        # a system state standing for a number or a flag (e.g. a production state for its progress)
+        for system_value, canonical in section.values.items():
+            try:
+                normalize(name, canonical)
+            except InvalidValue as exc:
+                problems.append(Problem(where, f"{key}.values.{system_value}", str(exc),
+                                        f"map it to a {spec.type} value"))
     elif section.values is not None or section.accepts is not None:
-        problems.append(Problem(where, f"{key}.values", f"`{name}` is not an enum field", "remove `values`/`accepts`"))
+        problems.append(Problem(where, f"{key}.values", f"`{name}` is not an enum, integer or boolean field",
+                                "remove `values`/`accepts`"))
     if section.date_format is not None and spec.type != "datetime":
         problems.append(Problem(where, f"{key}.date_format", f"`{name}` is not a date-time", "remove `date_format`"))
     if section.scale is not None and (spec.type not in ("decimal", "integer") or section.scale == 0):

@@ -7,7 +7,8 @@
 - outbox: the writes the hub owes each subscribed system, coalesced per (ticket, system, field);
 - deliveries / delivery_attempts: writes to one system for one ticket, their state and every attempt;
 - delivered_values: the last value the hub wrote to each system, to recognise its echo;
-- id_sequences: per-day-per-business-code counters for global ticket IDs.
+- id_sequences: per-day-per-business-code counters for global ticket IDs;
+- poll_watermarks: per polled system, how far its changes have been read.
 """
 
 from __future__ import annotations
@@ -217,4 +218,15 @@ id_sequences = Table(
     Column("day", String(8), primary_key=True),
     Column("business_code", String(6), primary_key=True),
     Column("last_value", Integer, nullable=False),
+)
+
+poll_watermarks = Table(
+    "poll_watermarks",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    # the newest modified-at read from the system so far (its own clock); the next poll starts an
+    # overlap window before it
+    Column("watermark", UTCDateTime, nullable=True),
+    Column("polled_at", UTCDateTime, nullable=False),  # when the last complete poll finished (hub's clock)
+    Column("records", BigInteger().with_variant(Integer(), "sqlite"), nullable=False, default=0),
 )

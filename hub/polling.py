@@ -1,0 +1,118 @@
+"""Polling systems that send no webhooks (Tryton): read what changed since the watermark, store each
+changed record in the inbox as an event, then move the watermark.
+
+Why no change is skipped: the poll starts an overlap window before the watermark, because a system
+may stamp a change with the time its transaction started and commit it after newer changes were
+already read (Tryton does). Why none is applied twice: each record version becomes the inbox event
+`<local id>@<modified-at>`, so the overlap's repeats are duplicates the inbox refuses. The watermark
+moves only after the records are stored, and only forward: a crash in the middle re-reads, never skips.
+
+A record not yet linked to a ticket is linked when its mapping's `reference_field` holds a ticket's
+global ID (e.g. a shipment whose reference is the ticket it ships).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import islice
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import select, update
+
+from connectors.base import SourceRecord
+from hub.bootstrap import Hub
+from hub.errors import UnknownSystem
+from hub.store.polls import PollRepository
+from hub.store.repository import TicketRepository
+from hub.store.tables import inbox_events, tickets
+from mappings.engine import lookup_path
+
+log = structlog.get_logger("tickethub.polling")
+
+BATCH = 500
+
+
+class Pollable(Protocol):
+    system: str
+
+    def poll(self, since: datetime | None) -> Iterator[SourceRecord]: ...
+
+    @staticmethod
+    def record_payload(record: SourceRecord) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class PollResult:
+    system: str
+    seen: int  # records read, overlap included
+    accepted: int  # new record versions stored as events
+    linked: int  # records linked to a ticket by their reference field
+    since: datetime | None
+    watermark: datetime | None
+
+
+def poll_system(hub: Hub, system: str, connector: Pollable,
+                publish: Callable[[list[str]], None] | None = None, batch: int = BATCH) -> PollResult:
+    """One poll of `system`. New events are published (`publish`) a batch at a time while the poll goes
+    on, and marked dispatched, so that the relay does not publish them too; the sweeper republishes
+    any whose message is lost."""
+    config = hub.settings.systems.get(system)
+    if config is None:
+        raise UnknownSystem(f"no system `{system}` is configured")
+    overlap = timedelta(seconds=config.poll_overlap_seconds)
+    with hub.store.unit_of_work() as uow:
+        watermark = PollRepository(uow.conn).watermark(system)
+    since = watermark - overlap if watermark is not None else None
+    reference_field = hub.mappings.systems[system].reference_field if system in hub.mappings.systems else None
+
+    seen = accepted = linked = 0
+    newest = watermark
+    for chunk in _batched(connector.poll(since), batch):
+        now = hub.clock()
+        with hub.store.unit_of_work() as uow:
+            new_ids = []
+            for record in chunk:
+                external_id = f"{record.local_id}@{record.modified_at.isoformat()}"
+                event_id, duplicate = uow.inbox.accept(system, external_id, connector.record_payload(record), now)
+                if not duplicate:
+                    new_ids.append(event_id)
+                    if reference_field:
+                        linked += _link_by_reference(uow.conn, system, record, reference_field, now)
+            if new_ids and publish is not None:
+                uow.conn.execute(update(inbox_events).where(inbox_events.c.event_id.in_(new_ids))
+                                 .values(dispatched_at=now))
+            uow.commit()
+        seen += len(chunk)
+        accepted += len(new_ids)
+        newest = max([r.modified_at for r in chunk] + ([newest] if newest else []))
+        if new_ids and publish is not None:
+            publish(new_ids)
+    with hub.store.unit_of_work() as uow:
+        PollRepository(uow.conn).advance(system, newest, hub.clock(), accepted)
+        uow.commit()
+    log.info("system polled", system=system, seen=seen, accepted=accepted, linked=linked,
+             since=since.isoformat() if since else None, watermark=newest.isoformat() if newest else None)
+    return PollResult(system, seen, accepted, linked, since, newest)
+
+
+def _link_by_reference(conn: Any, system: str, record: SourceRecord, reference_field: str, now: datetime) -> int:
+    repository = TicketRepository(conn)
+    if repository.find_by_xref(system, record.local_id) is not None:
+        return 0
+    found, value = lookup_path(record.fields, reference_field)
+    if not found or not isinstance(value, str) or not value:
+        return 0
+    if conn.execute(select(tickets.c.ticket_id).where(tickets.c.ticket_id == value)).scalar_one_or_none() is None:
+        return 0
+    repository.link(value, system, record.local_id, now)
+    log.info("record linked by reference", ticket_id=value, system=system, local_id=record.local_id)
+    return 1
+
+
+def _batched(items: Iterable[SourceRecord], size: int) -> Iterator[list[SourceRecord]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
