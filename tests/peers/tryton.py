@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -44,8 +45,9 @@ import httpx
 SERIES = "8.2"
 REQUIREMENTS = tuple(f"{name}=={SERIES}.*" for name in (
     "trytond", "trytond-party", "trytond-product", "trytond-stock", "trytond-sale", "trytond-production",
-    "trytond-carrier"))
-MODULES = ("ir", "res", "party", "product", "stock", "sale", "production", "carrier")
+    "trytond-carrier", "trytond-stock-shipment-cost"))
+# stock_shipment_cost is what puts a `carrier` field on stock.shipment.out (the carrier module alone does not)
+MODULES = ("ir", "res", "party", "product", "stock", "sale", "production", "carrier", "stock_shipment_cost")
 BOOTSTRAP_VERSION = "1"  # bump when bootstrap() changes: the template is rebuilt
 HERE = Path(__file__).resolve().parent
 PEER_DIR = HERE.parents[1] / ".peers" / "tryton"
@@ -270,8 +272,10 @@ def ensure_venv(peer_dir: Path = PEER_DIR) -> tuple[Path, float]:
             return venv, 0.0
         python = find_python()
         started = time.monotonic()
-        shutil.rmtree(venv, ignore_errors=True)
-        _run("creating Tryton's venv", [*python.command, "-m", "venv", str(venv)], env=python.env, timeout=300)
+        if not (venv / "bin" / "python").exists():
+            _run("creating Tryton's venv", [*python.command, "-m", "venv", str(venv)], env=python.env,
+                 timeout=300)
+        # installing into the existing venv (not rebuilding it) keeps servers already running from it alive
         _run(f"installing {wanted}", [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
                                       "--disable-pip-version-check", *REQUIREMENTS],
              env=_clean_env(os.environ), timeout=1200)
@@ -320,7 +324,7 @@ def ensure_template(venv: Path, peer_dir: Path = PEER_DIR) -> tuple[Path, dict[s
             partial = peer_dir / "template.partial"
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir()
-            shutil.copyfile(build / f"{DATABASE}.sqlite", partial / f"{DATABASE}.sqlite")
+            _snapshot(build / f"{DATABASE}.sqlite", partial / f"{DATABASE}.sqlite")
             (partial / "bootstrap.json").write_text(json.dumps(ids, indent=1, sort_keys=True) + "\n")
             (partial / "version").write_text(wanted + "\n")
             os.replace(partial, template)
@@ -477,6 +481,17 @@ def _write_conf(folder: Path, *, port: int) -> Path:
     conf = folder / "trytond.conf"
     conf.write_text(f"[database]\nuri = sqlite://\npath = {folder}\n\n[web]\nlisten = 127.0.0.1:{port}\n")
     return conf
+
+
+def _snapshot(source: Path, target: Path) -> None:
+    """Copy a SQLite database Tryton runs in WAL mode: the backup API folds the -wal file in (a plain file
+    copy after the server stopped would lose every committed write still sitting in the -wal file)."""
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
 
 
 def _start_server(venv: Path, folder: Path, conf: Path) -> subprocess.Popen[bytes]:
