@@ -32,7 +32,7 @@ from connectors.base import (
     WriteRequest,
     WriteResult,
 )
-from connectors.tryton.models import MODELS, ModelSpec
+from connectors.tryton.models import MODELS, ModelSpec, Relation
 from connectors.tryton.rpc import TrytonFault, TrytonSession, TrytonUnreachable, decode
 from hub.canonical import parse_datetime
 from hub.errors import InvalidValue
@@ -87,9 +87,10 @@ class TrytonConnector:
             if after is not None:
                 page_domain.append(["OR", (stamp, ">", after[0]), [(stamp, "=", after[0]), ("id", ">", after[1])]])
             rows = self.session.call(f"model.{self.model}.search_read", page_domain, 0, self.page_size,
-                                     [[stamp, "ASC"], ["id", "ASC"]], self.spec.read_fields, {})
+                                     [[stamp, "ASC"], ["id", "ASC"]], self.spec.read_fields, self.session.context())
+            linked = self._backlinks([int(row["id"]) for row in rows])
             for row in rows:
-                yield self._record(row)
+                yield self._record({**row, **linked.get(int(row["id"]), {})})
             if len(rows) < self.page_size:
                 return
             last = rows[-1]
@@ -125,14 +126,28 @@ class TrytonConnector:
         record_id = _record_id(local_id)
         try:
             rows = self.session.call(f"model.{self.model}.read", [record_id],
-                                     [*self.spec.read_fields, "_timestamp"], {})
+                                     [*self.spec.read_fields, "_timestamp"], self.session.context())
         except TrytonFault as exc:
             if _missing(exc):
                 raise RecordNotFound(f"{self.system}: {self.model} {local_id} does not exist") from exc
             raise
         if not rows:
             raise RecordNotFound(f"{self.system}: {self.model} {local_id} does not exist")
-        return dict(rows[0])
+        return {**rows[0], **self._backlinks([record_id]).get(record_id, {})}
+
+    def _backlinks(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Per record id, the fields read from the records that point at it (one search per backlink)."""
+        found: dict[int, dict[str, Any]] = {}
+        for name, link in self.spec.backlinks.items():
+            if not ids:
+                break
+            rows = self.session.call(f"model.{link.model}.search_read", [(link.field, "in", ids)], 0, None,
+                                     [["id", "ASC"]], [link.field, link.reads], self.session.context())
+            for row in rows:
+                for record_id in row.get(link.field) or ():
+                    if record_id in ids:
+                        found.setdefault(int(record_id), {}).setdefault(name, row.get(link.reads))
+        return found
 
     def _record(self, row: Mapping[str, Any]) -> SourceRecord:
         flat = _flatten(row)
@@ -152,7 +167,7 @@ class TrytonConnector:
             values = self._values(request.fields)
             key = f"{self.model},{row['id']}"
             self.session.call(f"model.{self.model}.write", [row["id"]], values,
-                              {"_timestamp": {key: row.get("_timestamp")}})
+                              self.session.context(_timestamp={key: row.get("_timestamp")}))
         except RecordNotFound as exc:
             return WriteResult(404, error=str(exc), permanent=True)
         except (TrytonFault, TrytonUnreachable, InvalidValue) as exc:
@@ -164,7 +179,7 @@ class TrytonConnector:
             values = {**self.spec.create_defaults, **self._values(request.fields)}
             if self.spec.ticket_field and self.spec.ticket_field not in values:
                 values[self.spec.ticket_field] = request.ticket_id
-            [new_id] = self.session.call(f"model.{self.model}.create", [values], {})
+            [new_id] = self.session.call(f"model.{self.model}.create", [values], self.session.context())
         except (TrytonFault, TrytonUnreachable, InvalidValue) as exc:
             return _failure(exc)
         return WriteResult(200, local_id=str(new_id))
@@ -180,18 +195,29 @@ class TrytonConnector:
                 values[name] = value
                 continue
             target = name.split(".", 1)[0]
-            values[target] = None if value is None else self._related_id(relation.model, relation.key, value,
-                                                                          relation.create)
+            if value is None:
+                values[target] = None
+                continue
+            related = self._related(relation, value)
+            values[target] = related["id"]
+            for own, theirs in relation.fills.items():
+                filled = related.get(theirs)
+                values[own] = (filled[0] if filled else None) if isinstance(filled, list) else filled
         return values
 
-    def _related_id(self, model: str, key: str, value: Any, create: bool) -> int:
-        found = self.session.call(f"model.{model}.search", [(key, "=", value)], 0, 2, [["id", "ASC"]], {})
+    def _related(self, relation: Relation, value: Any) -> dict[str, Any]:
+        """The related record a value names (with the fields `fills` needs), created if allowed."""
+        context = self.session.context()
+        wanted = sorted({"id", *relation.fills.values()})
+        found = self.session.call(f"model.{relation.model}.search_read", [(relation.key, "=", value)], 0, 1,
+                                  [["id", "ASC"]], wanted, context)
         if found:
-            return int(found[0])
-        if not create:
-            raise InvalidValue(f"{self.system}: no {model} has {key} = {value!r}")
-        [new_id] = self.session.call(f"model.{model}.create", [{key: value}], {})
-        return int(new_id)
+            return dict(found[0])
+        if relation.create is None:
+            raise InvalidValue(f"{self.system}: no {relation.model} has {relation.key} = {value!r}")
+        [new_id] = self.session.call(f"model.{relation.model}.create", [{relation.key: value, **relation.create}],
+                                     context)
+        return dict(self.session.call(f"model.{relation.model}.read", [new_id], wanted, context)[0])
 
 
 def _failure(exc: Exception) -> WriteResult:
@@ -209,7 +235,7 @@ def _failure(exc: Exception) -> WriteResult:
 
 def _missing(exc: TrytonFault) -> bool:
     text = exc.message.lower()
-    return "does not exist" in text or "deleted" in text
+    return "exist" in text and ("does not" in text or "don't" in text or "not exist" in text) or "deleted" in text
 
 
 def _record_id(local_id: str) -> int:

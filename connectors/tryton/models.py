@@ -22,7 +22,20 @@ class Relation:
 
     model: str
     key: str  # the related record's field the value names
-    create: bool = False  # no such record: create one with just that field (parties), else refuse
+    create: Mapping[str, object] | None = None  # no such record: create one with these values too; None: refuse
+    # fields of the record being written, filled from the related record's (first) value: a sale takes its
+    # invoice and shipment addresses from its party, as Tryton's client does on change of party
+    fills: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Backlink:
+    """A field read from the record that points at this one: a shipment's sale (`sale.reference`), found
+    by searching the other model on its field that lists these records."""
+
+    model: str  # e.g. sale.sale
+    field: str  # its field holding these records, e.g. shipments
+    reads: str  # its field to read, e.g. reference
 
 
 @dataclass(frozen=True)
@@ -32,10 +45,11 @@ class ModelSpec:
     relations: Mapping[str, Relation] = field(default_factory=dict)  # dotted writable field -> how
     ticket_field: str | None = None  # where a record the hub creates carries the global ticket ID
     create_defaults: Mapping[str, object] = field(default_factory=dict)
+    backlinks: Mapping[str, Backlink] = field(default_factory=dict)  # flat name -> how to read it
 
     @property
     def read_fields(self) -> list[str]:
-        fields = [name for name in self.schema if name != "rec_name"]
+        fields = [name for name in self.schema if name != "rec_name" and name not in self.backlinks]
         return sorted({*fields, "rec_name", "create_date", "write_date", "create_uid.login", "write_uid.login"})
 
 
@@ -56,7 +70,8 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType({
             "product.code": FieldSchema("string"),
             "quantity": FieldSchema("decimal"),
         }),
-        relations=MappingProxyType({"product.code": Relation("product.product", "code")}),
+        relations=MappingProxyType({"product.code": Relation("product.product", "code",
+                                                             fills=MappingProxyType({"unit": "default_uom"}))}),
         ticket_field="reference",
         create_defaults=MappingProxyType({"quantity": 1.0}),
     ),
@@ -64,12 +79,15 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType({
         "stock.shipment.out",
         _frozen(**{
             "state": FieldSchema("enum", choices=SHIPMENT_OUT_STATES, writable=False),
+            "number": FieldSchema("string", writable=False),
+            # "the external identifier for the shipment": the carrier's waybill
             "reference": FieldSchema("string"),
-            "carrier.rec_name": FieldSchema("string", writable=False),
-            "customer.name": FieldSchema("string"),
+            "carrier.rec_name": FieldSchema("string", writable=False),  # module stock_shipment_cost
+            "customer.name": FieldSchema("string", writable=False),
             "delivery_address.rec_name": FieldSchema("text", writable=False),
+            "sale.reference": FieldSchema("string", writable=False),  # the ticket of the sale it ships
         }),
-        relations=MappingProxyType({"customer.name": Relation("party.party", "name", create=True)}),
+        backlinks=MappingProxyType({"sale.reference": Backlink("sale.sale", "shipments", "reference")}),
     ),
     "sale.sale": ModelSpec(
         "sale.sale",
@@ -81,7 +99,9 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType({
             "party.name": FieldSchema("string", required=True),
             "total_amount": FieldSchema("decimal", writable=False),
         }),
-        relations=MappingProxyType({"party.name": Relation("party.party", "name", create=True)}),
+        relations=MappingProxyType({"party.name": Relation(
+            "party.party", "name", create=MappingProxyType({"addresses": [["create", [{}]]]}),
+            fills=MappingProxyType({"invoice_address": "addresses", "shipment_address": "addresses"}))}),
         ticket_field="reference",
     ),
 })

@@ -97,6 +97,7 @@ class TrytonSession:
         self._password = password
         self._header: str | None = None
         self.user_id: int | None = None
+        self._context: dict[str, Any] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -114,14 +115,30 @@ class TrytonSession:
     def _session(self) -> str:
         with self._lock:
             if self._header is None:
-                answer = self._result("common.db.login", self._post(
-                    "common.db.login", [self.login, {"password": self._password}, "en"], None))
+                try:
+                    answer = self._result("common.db.login", self._post(
+                        "common.db.login", [self.login, {"password": self._password}, "en"], None))
+                except TrytonFault as exc:
+                    raise TrytonFault("AccessDenied", f"Tryton refused the login of {self.login} on "
+                                      f"{self.database} ({exc.kind})") from exc
                 if not isinstance(answer, list) or len(answer) < 2:
                     raise TrytonUnreachable(f"Tryton login as {self.login} answered {answer!r}")
                 self.user_id = int(answer[0])
                 token = f"{self.login}:{answer[0]}:{answer[1]}".encode()
-                self._header = "Session " + base64.b64encode(token).decode()
+                header = "Session " + base64.b64encode(token).decode()
+                # the user's preferences (company, companies, language) are the context of every call, as
+                # in Tryton's own clients: record rules such as "User in companies" depend on them
+                preferences = self._result("model.res.user.get_preferences",
+                                           self._post("model.res.user.get_preferences", [True, {}], header))
+                self._context = {k: v for k, v in (preferences or {}).items()
+                                 if k in ("company", "companies", "employee", "employees", "language", "groups")}
+                self._header = header
             return self._header
+
+    def context(self, **extra: Any) -> dict[str, Any]:
+        """The session's context (the user's preferences) with `extra` added; logs in if needed."""
+        self._session()
+        return {**self._context, **extra}
 
     def _post(self, method: str, params: list[Any], header: str | None) -> httpx.Response:
         headers = {"Authorization": header} if header else {}
