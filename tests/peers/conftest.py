@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import services_missing
+from tests.peers import tryton as tryton_peer
 from tests.peers.bottlecrm import BottleCRM, PeerUnavailable, start_bottlecrm
 
 
@@ -20,3 +21,14 @@ def bottlecrm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BottleCRM]:
         raise  # not reached: services_missing skips, or fails under CI
     yield crm
     crm.stop()
+
+
+@pytest.fixture(scope="session")
+def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tryton_peer.Tryton]:
+    try:
+        erp = tryton_peer.start_tryton(Path(tmp_path_factory.mktemp("tryton")))
+    except tryton_peer.PeerUnavailable as exc:
+        services_missing("Tryton 8.2 (needs Python >= 3.11)", exc)
+        raise  # not reached: services_missing skips, or fails under CI
+    yield erp
+    erp.stop()

@@ -431,6 +431,12 @@ class Tryton:
         """JSON-RPC `method` as `login`, e.g. call("tickethub", "model.sale.sale.read", [[1], ["state"], {}])."""
         return self.client.call(login, method, params)
 
+    @property
+    def context(self) -> dict[str, Any]:
+        """The context every model call needs: without `company`, records of company-bound models (production,
+        shipments, sales) fail the "User in companies" rule and defaults that read the company are empty."""
+        return {"company": self.ids["company"]}
+
     def user_id(self, login: str) -> int:
         return self.client.user_id(login)
 
