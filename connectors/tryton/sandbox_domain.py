@@ -2,12 +2,15 @@
 
 A domain is a list of leaves `[field, operator, value]` and nested lists, joined by AND unless the first
 element is "OR". SQL's three-valued logic is kept: a NULL column matches only `= None`, `!= None` (IS NOT NULL),
-or an `in` list holding None; `!=`, `not in`, `not like` and every comparison leave NULLs out
-(`fields/field.py` convert_domain, `_domain_add_null`). `like`/`ilike` are SQLite's LIKE: `%`, `_`, `\\`
-escapes, case-insensitive for ASCII. A dotted leaf (`product.code`) is a subquery on the Many2One's target:
-a NULL link matches nothing. Orders: `ASC` puts NULLs first and `DESC` last (SQLite), unless `NULLS
-FIRST|LAST` is given; rows equal on every key come in id order (SQLite's rowid order, and trytond appends
-`id` when there is a limit or offset).
+or an `in` list holding None; `!=`, `not in` and every comparison leave NULLs out (`fields/field.py`
+convert_domain, `_domain_add_null`) — except on a Char or Text field that is not required, which trytond
+compares as COALESCE(column, '') with None as '' (`fields/char.py`): there NULL equals '', so `!= "A"`,
+`not in ["A"]`, `not like` and `< "B"` take the NULLs too. `like`/`ilike` are SQLite's LIKE: `%`, `_`, `\\`
+escapes, case-insensitive for ASCII. A dotted leaf (`product.code`) is a subquery on the Many2One's target;
+a record with no link matches only a negative leaf (`not …`, or `!=` a value: `fields/many2one.py`).
+
+Orders: `ASC` puts NULLs first and `DESC` last (SQLite), unless `NULLS FIRST|LAST` is given; rows equal on
+every key come in id order (SQLite's rowid order, and trytond appends `id` when there is a limit or offset).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable, Sequence
 from functools import cmp_to_key
 from typing import Any
 
-from connectors.tryton.sandbox_models import Model, field_of
+from connectors.tryton.sandbox_models import Field, Model, field_of
 
 Row = dict[str, Any]
 Resolve = Callable[[Model, Row, str], Any]  # the value of a (possibly computed) field of a row
@@ -61,7 +64,7 @@ def _leaf(model: Model, row: Row, leaf: Sequence[Any], resolve: Resolve, follow:
         raise DomainError(BAD_LEAF)
     name, operator, value = leaf
     head, _, rest = name.partition(".")
-    spec = field_of(model, head)
+    spec = _field(model, head)
     if not spec.searchable:
         raise DomainError(f'Missing search function for field "{spec.label}" in "{model.label}".')
     if rest:
@@ -70,14 +73,24 @@ def _leaf(model: Model, row: Row, leaf: Sequence[Any], resolve: Resolve, follow:
         from connectors.tryton.sandbox_models import MODELS
 
         target = follow(spec.relation, row.get(head))
-        return target is not None and _leaf(MODELS[spec.relation], target, [rest, operator, value], resolve, follow)
+        if target is None:  # many2one.py: a negative leaf also takes the records with no link
+            return (operator.startswith("not") and not (operator == "not in" and None in value)) or (
+                operator == "!=" and value is not None)
+        return _leaf(MODELS[spec.relation], target, [rest, operator, value], resolve, follow)
     if head == "rec_name":
         negative = operator.startswith("!") or operator.startswith("not ")
         leaves = [[f, operator, value] for f in model.rec_name_fields]
         return matches(model, row, ["AND" if negative else "OR", *leaves], resolve, follow)
     if spec.type in ("many2one", "many2many") and isinstance(value, str):
         raise NotEmulated("a Many2One compared with text (a rec_name search)")
-    return compare(resolve(model, row, head), operator, value)
+    column = resolve(model, row, head)
+    if spec.type in ("char", "text") and not spec.required:  # char.py: COALESCE(column, '') and None as ''
+        column = "" if column is None else column
+        if operator in ("in", "not in") and isinstance(value, (list, tuple)):
+            value = ["" if v is None else v for v in value]
+        elif value is None:
+            value = ""
+    return compare(column, operator, value)
 
 
 def compare(column: Any, operator: str, value: Any) -> bool:
@@ -139,7 +152,7 @@ def parse_order(model: Model, order: Any) -> list[tuple[str, bool, bool]]:
     keys = []
     for item in order:
         name, direction = item[0], (item[1] or "ASC")
-        field_of(model, str(name).partition(".")[0])
+        _field(model, str(name).partition(".")[0])
         words = str(direction).upper()
         kind, _, nulls = words.partition(" ")
         if kind not in ("ASC", "DESC") or nulls not in ("", "NULLS FIRST", "NULLS LAST"):
@@ -148,6 +161,13 @@ def parse_order(model: Model, order: Any) -> list[tuple[str, bool, bool]]:
         nulls_first = nulls == "NULLS FIRST" if nulls else not descending
         keys.append((str(name), descending, nulls_first))
     return keys
+
+
+def _field(model: Model, name: str) -> Field:
+    try:
+        return field_of(model, name)
+    except KeyError:
+        raise DomainError(repr(name)) from None
 
 
 def sort_rows(model: Model, rows: list[Row], keys: list[tuple[str, bool, bool]],

@@ -39,6 +39,10 @@ LEFT_OUT = {"delete", "copy", "fields_get", "default_get", "view_get", "fields_v
             "process", "assign_wizard", "reset_bom", "manual_invoice", "manual_shipment", "modify_header",
             "handle_invoice_exception", "handle_shipment_exception"}
 NOT_BUTTONS = {"assign"}  # transitions that are not RPC methods: the real one answers 403
+LOCALE = {"date": "%m/%d/%Y", "grouping": [3, 3, 0], "decimal_point": ".", "thousands_sep": ",",
+          "mon_grouping": [3, 3, 0], "mon_decimal_point": ".", "mon_thousands_sep": ",", "p_sign_posn": 1,
+          "n_sign_posn": 1, "positive_sign": "", "negative_sign": "-", "p_cs_precedes": 1, "n_cs_precedes": 1,
+          "p_sep_by_space": 0, "n_sep_by_space": 0}  # English
 
 
 class Abort(Exception):
@@ -111,8 +115,8 @@ class _Rpc:
         raise TrytonError([repr(method), ""])
 
     def _database_call(self, request: Request, method: str, params: list[Any]) -> Any:
-        if request.path_params["database"] != self.twin.database:
-            raise Abort(404)
+        if request.path_params["database"] != self.twin.database:  # the real one names its file's full path
+            raise Abort(503, f"Database '{request.path_params['database']}.sqlite' doesn't exist!")
         if method == "common.db.login":
             return self._login(*params)
         user, token = self._authenticate(request)
@@ -172,7 +176,7 @@ class _Rpc:
             raise NotEmulated("res.user.get_preferences other than context_only=true")
         return {"company_filter": "one", "employees": [], "companies": [1], "company": 1,
                 "company.rec_name": self.twin.store.rec_name("company.company", 1), "language": "en",
-                "language_direction": "ltr", "administrator": int(user.admin), "groups": []}
+                "language_direction": "ltr", "administrator": int(user.admin), "groups": [], "locale": LOCALE}
 
 
 def _call(twin: TrytonTwin, user: TwinUser, model: str, name: str, args: list[Any], context: dict[str, Any],
@@ -195,8 +199,9 @@ def _call(twin: TrytonTwin, user: TwinUser, model: str, name: str, args: list[An
 
     def search(cls: Any, domain: Any, offset: Any = 0, limit: Any = None, order: Any = None, count: Any = False,
                query: Any = False) -> Any:
-        ids = store.search(model, domain, offset, limit, order, active_test)
-        return len(ids) if count else ids
+        if count:  # trytond counts, then its RPC layer fails turning the count into a list of ids
+            raise TrytonError(["'int' object is not iterable", ""])
+        return store.search(model, domain, offset, limit, order, active_test)
 
     def search_read(cls: Any, domain: Any, offset: Any = 0, limit: Any = None, order: Any = None,
                     fields_names: Any = None) -> Any:

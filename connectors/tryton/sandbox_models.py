@@ -58,6 +58,7 @@ class Model:
     buttons: Mapping[str, Button] = field(default_factory=dict)
     numbered_on: tuple[str, ...] = ()  # buttons that give a record its `number` from the model's sequence
     company_bound: bool = False  # create checks the record rule "User in companies"
+    written_at_create: bool = False  # create writes the record again at once: write_date is set
 
 
 META = {
@@ -246,11 +247,11 @@ OTHERS = [
         "name": Field("char", "Name"),
         "code": Field("char", "Code", create_only=True),  # else from the party sequence at create
         "active": Field("boolean", "Active", default=True),
-        "phone": Field("char", "Phone", create_only=True, searchable=False),
-        "email": Field("char", "Email", create_only=True, searchable=False),
+        "phone": Field("char", "Phone", create_only=True, searchable=False, default=""),
+        "email": Field("char", "Email", create_only=True, searchable=False, default=""),
         "addresses": Field("one2many", "Addresses", "party.address", inverse="party"),
     }, lambda name_of, row: str(row.get("name") or f"[{row.get('code')}]"),
-        order=(("name", "ASC"), ("id", "ASC")), rec_name_fields=("code", "name")),
+        order=(("name", "ASC"), ("id", "ASC")), rec_name_fields=("code", "name"), written_at_create=True),
     Model("party.address", "Party Address", {
         "party": _m2o("party.party", "Party", required=True),
         "street": Field("text", "Street"),

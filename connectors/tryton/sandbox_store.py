@@ -186,6 +186,8 @@ class Store:
                 raise user_error(f'You are not allowed to create records of "{model.label}" because they fail on '
                                  "at least one of these rules:\nUser in companies", "Within groups: ")
             self._check_values(model, row)
+            if model.written_at_create:
+                row["write_date"], row["write_uid"] = stamp, actor.id
             self.tables[model_name][row["id"]] = row
             for name, operations in children.items():
                 self._one2many(model, row, name, operations, actor, stamp, context)

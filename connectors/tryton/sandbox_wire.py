@@ -40,8 +40,9 @@ STATUS_PAGES = {
 def error_page(status: int, description: str | None = None) -> str:
     """werkzeug's HTML body for `abort(status[, description])`."""
     name, default = STATUS_PAGES.get(status, ("Error", ""))
-    # werkzeug escapes with markupsafe, which writes an apostrophe as &#39;
-    text = html.escape(description if description is not None else default).replace("&#x27;", "&#39;")
+    # werkzeug escapes with markupsafe, which writes quotes as &#34; and &#39;
+    text = html.escape(description if description is not None else default)
+    text = text.replace("&#x27;", "&#39;").replace("&quot;", "&#34;")
     return f"<!doctype html>\n<html lang=en>\n<title>{status} {name}</title>\n<h1>{name}</h1>\n<p>{text}</p>\n"
 
 
