@@ -28,13 +28,20 @@ LoginException, a Python error's text for an unknown model or field, 403 for an 
 missing context or duplicate ids. Values: booleans read back 0/1, floats as floats, Decimal/date/datetime
 as Tryton's `{"__class__": …}`; `_timestamp` is SQLite's text of the epoch of write_date or create_date.
 
+Models: production, stock.shipment.out (with the `carrier` field of the module stock_shipment_cost, which
+the project's real peer installs), sale.sale with minimal sale.line (a sale's total is the sum of quantity ×
+unit price, no taxes; without lines, what the helpers set), party.party (with addresses; phone and email as
+given at create), party.address, product.product (made by the helpers: the real one takes code and name from
+a template), carrier, res.user, and the company, currency, unit and warehouse locations a fresh database has.
+
 Left out (the HTTP layer answers 501, so nobody mistakes them for real behaviour): `delete`, `copy`,
-`fields_get`, `default_get`, on_change calls, wizards, reports, the REST API and cookie sessions, the
-buttons the hub does not use (`process`, `assign_wizard`, …); sale lines, invoices, stock moves and
-quantities (`total_amount` is set by the twin's helpers and stands in for lines; assigning always succeeds);
-the field domains beyond "the linked record exists"; record rules other than "User in companies"; groups
-(a user is an administrator or not, may write or not); the random delay after a failed login; session
-expiry (call `expire_sessions`). Ordering by a Many2One uses the target's record name.
+`fields_get`, `default_get`, on_change calls, wizards, reports, `system.*`, the REST API and cookie sessions,
+the buttons the hub does not use (`process`, `assign_wizard`, …), dotted domains on x2many fields and
+Many2One leaves compared with text. Silently simpler than real: invoices, taxes, stock moves and quantities
+(assigning always succeeds); field domains beyond "the linked record exists" (the real error also carries
+the domain); record rules other than "User in companies"; groups (a user is an administrator or not, may
+write or not); the random delay after a failed login; session expiry (call `expire_sessions`); ordering by a
+Many2One uses the target's record name; an unknown database's 503 names no file path.
 """
 
 from __future__ import annotations
@@ -330,8 +337,8 @@ class TrytonTwin:
             raise KeyError(f"Tryton sandbox twin: cannot log in as {login!r}")
         return "Session " + base64.b64encode(f"{login}:{answer[0]}:{answer[1]}".encode()).decode()
 
-    def run_call(self, user: TwinUser, run: Callable[[dt.datetime], Any]) -> Any:
-        """One RPC call as one transaction (used by sandbox_http)."""
+    def run_call(self, run: Callable[[dt.datetime], Any]) -> Any:
+        """One RPC call as one transaction, given its stamp (used by sandbox_http)."""
         return self._run(run)
 
     # -- internals -----------------------------------------------------------------------------------

@@ -34,8 +34,7 @@ SERIES = "8.2"
 CRUD = ("create", "read", "write", "search", "search_read", "search_count")
 # RPC methods every real model has that the twin leaves out, and buttons it leaves out (501, not 403)
 LEFT_OUT = {"delete", "copy", "fields_get", "default_get", "view_get", "fields_view_get", "view_toolbar_get",
-            "export_data", "export_data_domain", "import_data", "history_revisions", "pre_validate",
-            "get_preferences", "set_preferences", "get_preferences_fields_view", "resources", "read_history",
+            "export_data", "export_data_domain", "import_data", "history_revisions", "pre_validate", "resources",
             "process", "assign_wizard", "reset_bom", "manual_invoice", "manual_shipment", "modify_header",
             "handle_invoice_exception", "handle_shipment_exception"}
 NOT_BUTTONS = {"assign"}  # transitions that are not RPC methods: the real one answers 403
@@ -134,6 +133,8 @@ class _Rpc:
             raise TrytonError([repr(model_name), ""])
         if model_name == "res.user" and name == "get_preferences":
             return self._preferences(user, params)
+        if model_name == "res.user" and name in ("set_preferences", "get_preferences_fields_view"):
+            raise NotEmulated(f"res.user.{name}")
         if name not in CRUD and name not in model.buttons:
             raise Abort(403) if name in NOT_BUTTONS or name not in LEFT_OUT else NotEmulated(f"{model_name}.{name}")
         if not params or not isinstance(params[-1], dict):
@@ -142,7 +143,7 @@ class _Rpc:
         args = params[:-1]
         if name in ("write", *model.buttons) and args and _has_duplicates(args[0::2] if name == "write" else args[:1]):
             raise Abort(422, "Duplicate records")
-        return self.twin.run_call(user, lambda stamp: _call(self.twin, user, model_name, name, args, context, stamp))
+        return self.twin.run_call(lambda stamp: _call(self.twin, user, model_name, name, args, context, stamp))
 
     def _login(self, login: Any = None, parameters: Any = None, language: Any = None, *extra: Any) -> Any:
         if not isinstance(login, str):

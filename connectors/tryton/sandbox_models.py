@@ -148,7 +148,8 @@ SHIPMENT_OUT = Model(
         "delivery_address": _m2o("party.address", "Delivery Address", required=True, editable_in=("draft",)),
         "reference": Field("char", "Reference"),
         # from the module stock_shipment_cost, which the project's real peer installs (carrier alone has none)
-        "carrier": _m2o("carrier", "Carrier", editable_in=("draft", "waiting", "assigned", "picked", "packed")),
+        "carrier": _m2o("carrier", "Carrier",
+                        editable_in=("draft", "waiting", "assigned", "picked", "packed", "shipped")),
         "number": Field("char", "Number", readonly=True),
         "state": Field("selection", "State", readonly=True, default="draft", selection=(
             "draft", "waiting", "assigned", "picked", "packed", "shipped", "done", "cancelled")),
