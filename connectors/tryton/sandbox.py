@@ -109,7 +109,6 @@ class TwinUser:
     name: str | None
     admin: bool = False
     can_write: bool = True
-    failed_logins: int = 0
 
     @property
     def actor(self) -> Actor:
@@ -165,6 +164,7 @@ class TrytonTwin:
         self.store = Store()
         self._users: dict[int, TwinUser] = {}
         self._sessions: dict[str, int] = {}  # token -> user id
+        self._failed_logins: dict[str, int] = {}  # login -> failures in a row
         self._faults: list[Fault] = []
         root = TwinUser(0, "root", secrets.token_hex(16), "Root")
         self._users[0] = root
@@ -221,16 +221,15 @@ class TrytonTwin:
 
     def login(self, login: str, password: str) -> tuple[int, str] | None | str:
         """common.db.login: (user id, session token); None for a wrong login or password; "rate-limited"
-        after MAX_ATTEMPTS failures in a row."""
+        once a login (known or not) has failed more than MAX_ATTEMPTS times in a row (res.user.login.attempt)."""
         with self.lock:
-            user = next((u for u in self._users.values() if u.login == login and u.id != 0), None)
-            if user is not None and user.failed_logins > MAX_ATTEMPTS:
+            if self._failed_logins.get(login, 0) > MAX_ATTEMPTS:
                 return "rate-limited"
-            if user is None or not secrets.compare_digest(user.password, password):
-                if user is not None:
-                    user.failed_logins += 1
+            user = next((u for u in self._users.values() if u.login == login and u.id != 0), None)
+            if user is None or not secrets.compare_digest(user.password.encode(), password.encode()):
+                self._failed_logins[login] = self._failed_logins.get(login, 0) + 1
                 return None
-            user.failed_logins = 0
+            self._failed_logins.pop(login, None)
             token = secrets.token_hex(32)
             self._sessions[token] = user.id
             return user.id, token
@@ -337,9 +336,13 @@ class TrytonTwin:
             raise KeyError(f"Tryton sandbox twin: cannot log in as {login!r}")
         return "Session " + base64.b64encode(f"{login}:{answer[0]}:{answer[1]}".encode()).decode()
 
-    def run_call(self, run: Callable[[dt.datetime], Any]) -> Any:
-        """One RPC call as one transaction, given its stamp (used by sandbox_http)."""
-        return self._run(run)
+    def run_call(self, run: Callable[[dt.datetime], Any], writes: bool) -> Any:
+        """One RPC call as one transaction, given its stamp (used by sandbox_http). A call that only reads
+        takes no stamp, so it does not move the clock, and has nothing to undo."""
+        if writes:
+            return self._run(run)
+        with self.lock:
+            return run(self.clock.now())
 
     # -- internals -----------------------------------------------------------------------------------
 

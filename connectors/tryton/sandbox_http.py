@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 SERIES = "8.2"
 CRUD = ("create", "read", "write", "search", "search_read", "search_count")
+READS = ("read", "search", "search_read", "search_count")
 # RPC methods every real model has that the twin leaves out, and buttons it leaves out (501, not 403)
 LEFT_OUT = {"delete", "copy", "fields_get", "default_get", "view_get", "fields_view_get", "view_toolbar_get",
             "export_data", "export_data_domain", "import_data", "history_revisions", "pre_validate", "resources",
@@ -143,7 +144,8 @@ class _Rpc:
         args = params[:-1]
         if name in ("write", *model.buttons) and args and _has_duplicates(args[0::2] if name == "write" else args[:1]):
             raise Abort(422, "Duplicate records")
-        return self.twin.run_call(lambda stamp: _call(self.twin, user, model_name, name, args, context, stamp))
+        return self.twin.run_call(lambda stamp: _call(self.twin, user, model_name, name, args, context, stamp),
+                                  writes=name not in READS)
 
     def _login(self, login: Any = None, parameters: Any = None, language: Any = None, *extra: Any) -> Any:
         if not isinstance(login, str):

@@ -114,6 +114,13 @@ def test_a_wrong_password_is_werkzeugs_401_page_and_the_sixth_failure_in_a_row_4
     assert rpc.call("common.db.login", "nobody", {"password": "x"}, "en").status_code == 401
 
 
+def test_failures_are_counted_per_login_even_for_a_login_nobody_has(twin: TrytonTwin) -> None:
+    rpc = Rpc(twin, login=None)
+    statuses = [rpc.call("common.db.login", "nobody", {"password": "x"}, "en").status_code for _ in range(7)]
+    assert statuses == [401] * 6 + [429]
+    assert rpc.call("common.db.login", "admin", {"password": "admin"}, "en").status_code == 200
+
+
 def test_a_login_without_password_asks_for_it_in_the_body(twin: TrytonTwin) -> None:
     rpc = Rpc(twin, login=None)
     assert rpc.error("common.db.login", "admin", {}, "en") == ["LoginException",
@@ -493,6 +500,13 @@ def test_the_clock_moves_only_when_told_and_by_a_tick_per_transaction(twin: Tryt
     twin.clock.set(datetime(2030, 1, 1))
     twin.edit("production", pid, "admin", reference="x")
     assert twin.record("production", pid)["write_date"] == datetime(2030, 1, 1, 0, 0, 0, 1000)
+
+
+def test_reads_take_no_stamp_so_the_clock_stays_put(twin: TrytonTwin, rpc: Rpc) -> None:
+    before = twin.clock.now()
+    rpc.result("model.res.user.search_read", [], 0, None, None, ["login"], {})
+    rpc.result("model.res.user.read", [1], ["write_date"], {})
+    assert twin.clock.now() == before
 
 
 def test_a_twin_does_no_io_until_asked_and_two_twins_share_nothing() -> None:
