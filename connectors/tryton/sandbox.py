@@ -282,13 +282,14 @@ class TrytonTwin:
                 op()
 
     def records(self, model: str) -> list[dict[str, Any]]:
-        """Every record of `model` as stored (copies, in id order), for tests to inspect."""
+        """Every record of `model` (copies, in id order, with what the twin computes: rec_name, x2many ids, a
+        sale's total, …), for tests to inspect."""
         with self.lock:
-            return [dict(row) for _, row in sorted(self.store.tables[model].items())]
+            return [self.store.snapshot(model, row) for _, row in sorted(self.store.tables[model].items())]
 
     def record(self, model: str, record_id: int) -> dict[str, Any]:
         with self.lock:
-            return dict(self.store.tables[model][record_id])
+            return self.store.snapshot(model, self.store.tables[model][record_id])
 
     # -- faults and time ---------------------------------------------------------------------------
 

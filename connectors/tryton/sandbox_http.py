@@ -258,7 +258,9 @@ def _envelope(body: dict[str, Any], *, result: Any = None, error: Any = None) ->
         if error and error[0] == "ConcurrencyException":
             return _page(Abort(423, str(error[1])))
         details = error[1] if len(error) > 1 else ""
-        if error[0] in ("UserError", "LoginException") and isinstance(details, list):
+        if error[0] == "LoginException":  # str() of the exception: its args tuple
+            return _page(Abort(403, str(("LoginException", tuple(details)))))
+        if error[0] == "UserError" and isinstance(details, list):
             return _page(Abort(400, " - ".join(str(d) for d in details[:2])))
         return _page(Abort(500, str(error[0])))
     else:

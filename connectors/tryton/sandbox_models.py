@@ -32,6 +32,7 @@ class Field:
     default: Any = None
     setter: bool = True  # False: a function field the real one has no setter for
     create_only: bool = False  # a function field with a setter at create, refused on write (party phone)
+    contact: bool = False  # a party's first contact mechanism of this type (phone, email)
     searchable: bool = True
     computed: bool = False  # not stored: the twin derives it (sale `shipments`)
 
@@ -68,6 +69,8 @@ META = {
     "write_date": Field("datetime", "Edited at", readonly=True),
     "write_uid": Field("many2one", "Edited by", "res.user", readonly=True),
     "rec_name": Field("char", "Record Name", readonly=True, computed=True),
+    # coalesce(write_date, create_date) in SQL (`column_last_modified_at`): searchable and sortable
+    "last_modified_at": Field("datetime", "Last Modified at", readonly=True, computed=True),
 }
 WAREHOUSE, OUTPUT, STORAGE, CUSTOMERS, PRODUCTION_ZONE = 5, 2, 3, 7, 9  # ids in a fresh 8.2 database
 COMPANY, CURRENCY, UNIT = 1, 1, 1
@@ -87,6 +90,13 @@ def _numbered(name_of: Callable[[str, Any], str], row: Row) -> str:
 
 def _code_name(name_of: Callable[[str, Any], str], row: Row) -> str:
     return f"[{row['code']}] {row['name']}" if row.get("code") else str(row.get("name") or "")
+
+
+def _sale_line_name(name_of: Callable[[str, Any], str], row: Row) -> str:
+    """"2\u00a0u [PUMP-100] Pump @ 1 [TH-42]": the quantity in its unit's digits (the twin's units have none)."""
+    quantity = row.get("quantity")
+    amount = f"{quantity:g}\u00a0{name_of('product.uom#symbol', row['unit'])}" if row.get("unit") else str(quantity)
+    return f"{amount} {name_of('product.product', row.get('product'))} @ {name_of('sale.sale', row.get('sale'))}"
 
 
 def _may_cancel_finished(row: Row, user: UserFacts, finished: tuple[str, ...]) -> bool:
@@ -248,9 +258,10 @@ OTHERS = [
         "name": Field("char", "Name"),
         "code": Field("char", "Code", create_only=True),  # else from the party sequence at create
         "active": Field("boolean", "Active", default=True),
-        "phone": Field("char", "Phone", create_only=True, searchable=False, default=""),
-        "email": Field("char", "Email", create_only=True, searchable=False, default=""),
+        "phone": Field("char", "Phone", create_only=True, searchable=False, contact=True),
+        "email": Field("char", "Email", create_only=True, searchable=False, contact=True),
         "addresses": Field("one2many", "Addresses", "party.address", inverse="party"),
+        "contact_mechanisms": Field("one2many", "Contact Mechanisms", "party.contact_mechanism", inverse="party"),
     }, lambda name_of, row: str(row.get("name") or f"[{row.get('code')}]"),
         order=(("name", "ASC"), ("id", "ASC")), rec_name_fields=("code", "name"), written_at_create=True),
     Model("party.address", "Party Address", {
@@ -259,6 +270,14 @@ OTHERS = [
         "city": Field("char", "City"),
     }, lambda name_of, row: ", ".join(filter(None, [name_of("party.party", row.get("party")), row.get("street"),
                                                     row.get("city")]))),
+    Model("party.contact_mechanism", "Party Contact Mechanism", {
+        "party": _m2o("party.party", "Party", required=True),
+        "type": Field("selection", "Type", required=True, selection=(
+            "phone", "mobile", "fax", "email", "website", "skype", "sip", "irc", "jabber", "other")),
+        "value": Field("char", "Value", required=True),
+        "active": Field("boolean", "Active", default=True),
+    }, lambda name_of, row: f"{name_of('party.party', row.get('party'))} <{row.get('value') or ''}>",
+        rec_name_fields=("value",), written_at_create=True),
     Model("company.company", "Company", {"party": _m2o("party.party", "Party", required=True)},
           lambda name_of, row: name_of("party.party", row["party"]), rec_name_fields=()),
     Model("currency.currency", "Currency", {
@@ -285,11 +304,11 @@ OTHERS = [
                       selection=("line", "subtotal", "title", "comment")),
         "product": _m2o("product.product", "Product"),
         "quantity": Field("float", "Quantity"),
-        "unit": _m2o("product.uom", "Unit"),
+        "unit": _m2o("product.uom", "Unit", required=True),
         "unit_price": Field("numeric", "Unit Price"),
         "description": Field("text", "Description"),
-    }, lambda name_of, row: name_of("product.product", row.get("product")) or str(row.get("description") or ""),
-        order=(("id", "ASC"),), rec_name_fields=("description",)),
+    }, _sale_line_name, order=(("sale.sale_date", "DESC NULLS FIRST"), ("sale.id", "DESC"), ("id", "ASC")),
+        rec_name_fields=("description",)),
     Model("carrier", "Carrier", {
         "party": _m2o("party.party", "Party", required=True),
         "carrier_product": _m2o("product.product", "Carrier Product", required=True),

@@ -314,6 +314,22 @@ def test_a_poll_on_write_date_or_create_date_returns_edited_and_never_edited_rec
     assert [r["id"] for r in rows] == [second, first]
 
 
+def test_last_modified_at_is_write_date_else_create_date_and_searchable(twin: TrytonTwin, rpc: Rpc,
+                                                                         product: int) -> None:
+    """Every model's `last_modified_at` (coalesce of the two, in SQL on the real one) polls in one leaf."""
+    first = twin.create("production", "admin", product=product, quantity=1.0)
+    twin.advance(60)
+    since = twin.clock.now()
+    second = twin.create("production", "admin", product=product, quantity=1.0)
+    twin.edit("production", first, "admin", reference="edited")
+    rows = rpc.result("model.production.search_read", [["last_modified_at", ">=", since]], 0, None,
+                      [["last_modified_at", "ASC"], ["id", "ASC"]], ["last_modified_at", "write_date", "create_date"],
+                      {})
+    assert [r["id"] for r in rows] == [second, first]
+    assert rows[0]["last_modified_at"] == rows[0]["create_date"] and rows[1]["last_modified_at"] == rows[1][
+        "write_date"]
+
+
 # ---- write and _timestamp -----------------------------------------------------------------------------
 
 def test_a_write_stamps_write_date_from_the_twin_clock_and_the_writer(twin: TrytonTwin, product: int) -> None:
@@ -415,7 +431,10 @@ def test_a_sale_is_quoted_with_lines_and_an_address_and_confirming_ships_it(
     assert rpc.error("model.sale.sale.quote", [sale], CTX) == _user_error(
         'To get a quote for sale "[TH-42]" you must enter an invoice address.')
     [address] = rpc.result("model.party.party.read", [party], ["addresses"], {})[0]["addresses"]
-    rpc.result("model.sale.sale.write", [sale], {"invoice_address": address, "shipment_address": address}, CTX)
+    rpc.result("model.sale.sale.write", [sale], {"invoice_address": address}, CTX)
+    assert rpc.error("model.sale.sale.quote", [sale], CTX) == _user_error(
+        'To get a quote for sale "[TH-42]" you must enter a shipment address.')
+    rpc.result("model.sale.sale.write", [sale], {"shipment_address": address}, CTX)
     rpc.result("model.sale.sale.quote", [sale], CTX)
     assert rpc.error("model.sale.sale.write", [sale], {"description": "late"}, {}) == _user_error(
         'You are not allowed to modify the field "Description" in record "1 [TH-42]" of "Sale".')
@@ -426,6 +445,37 @@ def test_a_sale_is_quoted_with_lines_and_an_address_and_confirming_ships_it(
     assert rpc.result("model.sale.sale.search", [["shipments", "in", [1]]], 0, None, None, {}) == [sale]
     shipment = twin.record("stock.shipment.out", 1)
     assert (shipment["state"], shipment["create_date"]) == ("waiting", shipment["write_date"])
+
+
+def test_a_partys_phone_and_email_are_its_first_contact_mechanisms_set_only_at_create(rpc: Rpc) -> None:
+    [party] = rpc.result("model.party.party.create", [{"name": "ACME", "phone": "+3212345678",
+                                                       "email": "a@acme.test"}], {})
+    rpc.result("model.party.party.write", [party], {"contact_mechanisms": [["create", [
+        {"type": "email", "value": "second@acme.test"}]]]}, {})
+    [row] = rpc.result("model.party.party.read", [party], ["phone", "email", "contact_mechanisms.rec_name",
+                                                           "write_date", "create_date"], {})
+    assert (row["phone"], row["email"]) == ("+3212345678", "a@acme.test")
+    assert [m["rec_name"] for m in row["contact_mechanisms."]] == [  # the setters ran in field-name order
+        "ACME <a@acme.test>", "ACME <+3212345678>", "ACME <second@acme.test>"]
+    assert rpc.error("model.party.party.write", [party], {"phone": "+1"}, {}) == _user_error(
+        'You are not allowed to modify the field "Phone" in record "ACME" of "Party".')
+
+
+def test_a_sale_line_needs_a_unit_and_is_named_by_quantity_product_and_sale(rpc: Rpc, product: int) -> None:
+    [party] = rpc.result("model.party.party.create", [{"name": "ACME"}], {})
+    line = {"product": product, "quantity": 2, "unit_price": Decimal("10")}
+    assert rpc.error("model.sale.sale.create", [{"party": party, "lines": [["create", [line]]]}], CTX) == \
+        _user_error('A value is required for field "Unit" in record "2.0 [W-1] Widget @ (1)" of "Sale Line".')
+    [sale] = rpc.result("model.sale.sale.create", [{"party": party, "reference": "Q2", "lines": [
+        ["create", [{**line, "unit": 1}]]]}], CTX)
+    assert rpc.result("model.sale.sale.read", [sale], ["lines.rec_name"], {})[0]["lines."] == [
+        {"id": 1, "rec_name": "2\u00a0u [W-1] Widget @ [Q2]"}]
+
+
+def test_a_char_given_a_number_fails_as_trytond_stripping_it(rpc: Rpc, product: int) -> None:
+    [pid] = rpc.result("model.production.create", [{"product": product, "quantity": 1}], CTX)
+    assert rpc.error("model.production.write", [pid], {"reference": 5}, {}) == [
+        "'int' object has no attribute 'strip'", ""]
 
 
 def test_a_user_in_no_group_may_read_but_not_write(twin: TrytonTwin, product: int) -> None:
