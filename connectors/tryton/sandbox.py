@@ -20,19 +20,24 @@ holds it names the file. It has its own users, clock and state, and does no I/O 
 
 Emulated: `POST /<db>/rpc/` and `POST /rpc/` (`common.server.version`, `common.db.list`); `common.db.login`
 /`logout` and `Authorization: Session base64(login:uid:token)` (401 with an empty body when it is wrong,
-werkzeug's 401 page for a wrong password, 429 after five failures); on the models in `sandbox_models`:
-`create`, `read` (dotted names come back as `"product.": {…}`), `write` (`_timestamp` in the context),
-`search`, `search_read`, `search_count`, the workflow buttons, `res.user.get_preferences(true)`. Errors are
-the real ones: UserError (access refusals and refused buttons are UserErrors on the wire), ConcurrencyException,
-LoginException, a Python error's text for an unknown model or field, 403 for an unknown method, 422 for a
-missing context or duplicate ids. Values: booleans read back 0/1, floats as floats, Decimal/date/datetime
-as Tryton's `{"__class__": …}`; `_timestamp` is SQLite's text of the epoch of write_date or create_date.
+werkzeug's 401 page for a wrong password, 429 once a login failed six times in a row); on the models in
+`sandbox_models`: `create`, `read` (dotted names come back as `"product.": {…}`), `write` and the buttons
+that change a state (both check `_timestamp` in the context), `search`, `search_read`, `search_count`
+(domains and orders as SQLite runs trytond's SQL, `sandbox_domain`), One2Many values (`[["create", […]]]`,
+write, delete, add, remove), `res.user.get_preferences(true)`. Every record has create/write date and uid,
+`rec_name`, `last_modified_at` and `_timestamp`; write_date stays null after create except where the real
+create writes again (party, contact mechanism, user). Errors are the real ones: UserError (access refusals,
+record rules, readonly fields and refused buttons are all UserErrors on the wire), ConcurrencyException,
+LoginException, a Python error's text for an unknown model or field or a wrong value type, 403 for an unknown
+method, 422 for a missing context or duplicate ids; with no JSON-RPC `id`, HTTP 400/403/423/500 instead.
+Values: booleans read back 0/1, floats as floats, Decimal/date/datetime as Tryton's `{"__class__": …}`.
 
 Models: production, stock.shipment.out (with the `carrier` field of the module stock_shipment_cost, which
 the project's real peer installs), sale.sale with minimal sale.line (a sale's total is the sum of quantity ×
-unit price, no taxes; without lines, what the helpers set), party.party (with addresses; phone and email as
-given at create), party.address, product.product (made by the helpers: the real one takes code and name from
-a template), carrier, res.user, and the company, currency, unit and warehouse locations a fresh database has.
+unit price, no taxes; without lines, what the helpers set), party.party (addresses, contact mechanisms, and
+phone/email as its first ones, settable at create only), party.address, party.contact_mechanism,
+product.product (made by the helpers: the real one takes code and name from a template), carrier, res.user,
+and the company, currency, unit and warehouse locations a fresh database has, with the real ids.
 
 Left out (the HTTP layer answers 501, so nobody mistakes them for real behaviour): `delete`, `copy`,
 `fields_get`, `default_get`, on_change calls, wizards, reports, `system.*`, the REST API and cookie sessions,
