@@ -102,7 +102,7 @@ def test_login_answers_user_id_session_and_no_bus_url(twin: TrytonTwin) -> None:
     assert read.json() == {"id": 2, "result": [{"id": 2, "login": "mes", "rec_name": "mes"}]}
 
 
-def test_a_wrong_password_is_werkzeugs_401_page_and_the_sixth_failure_in_a_row_429(twin: TrytonTwin) -> None:
+def test_a_wrong_password_is_werkzeugs_401_page_and_after_six_in_a_row_the_login_is_429(twin: TrytonTwin) -> None:
     """Wrong credentials are HTTP 401 with werkzeug's HTML, as real; after five failures the login is throttled."""
     rpc = Rpc(twin, login=None)
     for _ in range(6):
@@ -135,6 +135,16 @@ def test_a_missing_or_bad_session_is_401_with_an_empty_body_and_a_basic_challeng
                                                 "params": [[], 0, None, None, {}]},
                        headers={"Authorization": header} if header else {})
     assert (answer.status_code, answer.text) == (401, "")
+    assert answer.headers["www-authenticate"] == 'Basic realm="Tryton"'
+
+
+def test_basic_authentication_logs_in_on_each_call(twin: TrytonTwin) -> None:
+    http = twin.http_client()
+    body = {"id": 1, "method": "model.res.user.read", "params": [[1], ["login"], {}]}
+    for credentials, status in (("admin:admin", 200), ("admin:wrong", 401)):
+        header = "Basic " + base64.b64encode(credentials.encode()).decode()
+        answer = http.post("/tickethub/rpc/", json=body, headers={"Authorization": header})
+        assert answer.status_code == status
     assert answer.headers["www-authenticate"] == 'Basic realm="Tryton"'
 
 
