@@ -52,6 +52,33 @@ def matches(model: Model, row: Row, domain: Any, resolve: Resolve, follow: Follo
     return any(results) if joiner == "OR" else all(results)
 
 
+def check(model: Model, domain: Any) -> None:
+    """Refuse a domain as trytond does while building its SQL, before any row is looked at."""
+    if not isinstance(domain, (list, tuple)):
+        raise DomainError(BAD_LEAF)
+    if not _is_leaf(domain):
+        parts = list(domain)
+        if parts and isinstance(parts[0], str):
+            parts.pop(0)
+        for part in parts:
+            check(model, part)
+        return
+    if len(domain) != 3 or domain[1] not in OPERATORS:
+        if len(domain) in (3, 4) and domain[1] in ("child_of", "not child_of", "parent_of", "not parent_of", "where"):
+            raise NotEmulated(f"domain operator {domain[1]!r}")
+        raise DomainError(BAD_LEAF)
+    head, _, rest = domain[0].partition(".")
+    spec = _field(model, head)
+    if not spec.searchable:
+        raise DomainError(f'Missing search function for field "{spec.label}" in "{model.label}".')
+    if rest:
+        from connectors.tryton.sandbox_models import MODELS
+
+        if spec.type != "many2one" or spec.relation not in MODELS:
+            raise NotEmulated(f"a dotted domain on the {spec.type} field {head!r}")
+        check(MODELS[str(spec.relation)], [rest, *domain[1:]])
+
+
 def _is_leaf(domain: Sequence[Any]) -> bool:
     return bool(domain) and isinstance(domain[0], str) and domain[0] not in ("AND", "OR")
 

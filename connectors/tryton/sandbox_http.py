@@ -103,6 +103,8 @@ class _Rpc:
             return _not_emulated_text(f"{method}: {missing}")
         except DomainError as refused:
             return _envelope(body, error=[refused.args[0], ""])
+        except Exception as exc:  # as trytond: any other Python error is its text, with no traceback
+            return _envelope(body, error=[str(exc), ""])
         return _envelope(body, result=result)
 
     def _root_call(self, request: Request, method: str, params: list[Any]) -> Any:

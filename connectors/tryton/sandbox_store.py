@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from connectors.tryton.sandbox_domain import DomainError, NotEmulated, matches, parse_order, sort_rows
+from connectors.tryton.sandbox_domain import DomainError, NotEmulated, check, matches, parse_order, sort_rows
 from connectors.tryton.sandbox_models import COMPANY, META, MODELS, Field, Model, field_of
 from connectors.tryton.sandbox_wire import timestamp_text
 from hub.errors import TickethubError
@@ -135,6 +135,7 @@ class Store:
     def search(self, model_name: str, domain: Any, offset: Any = 0, limit: Any = None, order: Any = None,
                active_test: bool = True) -> list[int]:
         model = MODELS[model_name]
+        check(model, domain)
         keys = parse_order(model, order)
         if active_test and "active" in model.fields:
             domain = [domain, ("active", "=", True)]

@@ -248,6 +248,18 @@ def test_http_level_refusals_have_the_real_status(rpc: Rpc, product: int, method
     assert answer.status_code == status and text in answer.text
 
 
+@pytest.mark.parametrize(("method", "params"), [
+    ("model.production.create", [[1], CTX]), ("model.production.create", [[["reference", "=", 1]], CTX]),
+    ("model.production.search", [[1], {}]), ("model.production.search", [[], "x", {}]),
+    ("model.production.search_read", [[["product.nosuch", "=", 1]], 0, None, None, ["id"], {}]),
+])
+def test_malformed_arguments_are_a_python_error_in_the_body_not_a_500(rpc: Rpc, method: str,
+                                                                      params: list[Any]) -> None:
+    """Refused before any record is looked at, as trytond refuses while building its SQL (here: none exist)."""
+    error = rpc.error(method, *params)
+    assert isinstance(error[0], str) and error[1] == ""
+
+
 def test_a_request_with_other_keys_than_id_method_params_gets_the_bare_result(rpc: Rpc) -> None:
     answer = rpc.call("model.res.user.search", [], 0, None, None, {}, extra={"jsonrpc": "2.0"})
     assert answer.json() == [1]
