@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from functools import cmp_to_key
 from typing import Any
 
-from connectors.tryton.sandbox_models import Field, Model, field_of
+from connectors.tryton.sandbox_models import MODELS, Field, Model, field_of
 
 Row = dict[str, Any]
 Resolve = Callable[[Model, Row, str], Any]  # the value of a (possibly computed) field of a row
@@ -39,28 +39,12 @@ class NotEmulated(Exception):
     """Valid for the real server, not emulated here (the HTTP layer answers 501)."""
 
 
-def matches(model: Model, row: Row, domain: Any, resolve: Resolve, follow: Follow) -> bool:
-    if not isinstance(domain, (list, tuple)):
-        raise DomainError(BAD_LEAF)
-    if _is_leaf(domain):
-        return _leaf(model, row, domain, resolve, follow)
-    parts = list(domain)
-    joiner = "AND"
-    if parts and isinstance(parts[0], str) and parts[0] in ("AND", "OR"):
-        joiner = parts.pop(0)
-    results = (matches(model, row, part, resolve, follow) for part in parts)
-    return any(results) if joiner == "OR" else all(results)
-
-
 def check(model: Model, domain: Any) -> None:
     """Refuse a domain as trytond does while building its SQL, before any row is looked at."""
     if not isinstance(domain, (list, tuple)):
         raise DomainError(BAD_LEAF)
     if not _is_leaf(domain):
-        parts = list(domain)
-        if parts and isinstance(parts[0], str):
-            parts.pop(0)
-        for part in parts:
+        for part in list(domain)[1 if domain and isinstance(domain[0], str) else 0:]:
             check(model, part)
         return
     if len(domain) != 3 or domain[1] not in OPERATORS:
@@ -72,11 +56,21 @@ def check(model: Model, domain: Any) -> None:
     if not spec.searchable:
         raise DomainError(f'Missing search function for field "{spec.label}" in "{model.label}".')
     if rest:
-        from connectors.tryton.sandbox_models import MODELS
-
         if spec.type != "many2one" or spec.relation not in MODELS:
             raise NotEmulated(f"a dotted domain on the {spec.type} field {head!r}")
         check(MODELS[str(spec.relation)], [rest, *domain[1:]])
+    elif spec.type in ("many2one", "many2many") and isinstance(domain[2], str):
+        raise NotEmulated("a Many2One compared with text (a rec_name search)")
+
+
+def matches(model: Model, row: Row, domain: Any, resolve: Resolve, follow: Follow) -> bool:
+    """Whether `row` is in a domain that passed `check`."""
+    if _is_leaf(domain):
+        return _leaf(model, row, domain, resolve, follow)
+    parts = list(domain)
+    joiner = parts.pop(0) if parts and isinstance(parts[0], str) else "AND"
+    results = (matches(model, row, part, resolve, follow) for part in parts)
+    return any(results) if joiner == "OR" else all(results)
 
 
 def _is_leaf(domain: Sequence[Any]) -> bool:
@@ -84,32 +78,19 @@ def _is_leaf(domain: Sequence[Any]) -> bool:
 
 
 def _leaf(model: Model, row: Row, leaf: Sequence[Any], resolve: Resolve, follow: Follow) -> bool:
-    if len(leaf) != 3 or leaf[1] not in OPERATORS:
-        if len(leaf) in (3, 4) and isinstance(leaf[1], str) and leaf[1] in ("child_of", "not child_of",
-                                                                             "parent_of", "not parent_of", "where"):
-            raise NotEmulated(f"domain operator {leaf[1]!r}")
-        raise DomainError(BAD_LEAF)
     name, operator, value = leaf
     head, _, rest = name.partition(".")
-    spec = _field(model, head)
-    if not spec.searchable:
-        raise DomainError(f'Missing search function for field "{spec.label}" in "{model.label}".')
+    spec = field_of(model, head)
     if rest:
-        if spec.type != "many2one" or spec.relation is None:
-            raise NotEmulated(f"a dotted domain on the {spec.type} field {head!r}")
-        from connectors.tryton.sandbox_models import MODELS
-
-        target = follow(spec.relation, row.get(head))
+        target = follow(str(spec.relation), row.get(head))
         if target is None:  # many2one.py: a negative leaf also takes the records with no link
             return (operator.startswith("not") and not (operator == "not in" and None in value)) or (
                 operator == "!=" and value is not None)
-        return _leaf(MODELS[spec.relation], target, [rest, operator, value], resolve, follow)
+        return _leaf(MODELS[str(spec.relation)], target, [rest, operator, value], resolve, follow)
     if head == "rec_name":
         negative = operator.startswith("!") or operator.startswith("not ")
         leaves = [[f, operator, value] for f in model.rec_name_fields]
         return matches(model, row, ["AND" if negative else "OR", *leaves], resolve, follow)
-    if spec.type in ("many2one", "many2many") and isinstance(value, str):
-        raise NotEmulated("a Many2One compared with text (a rec_name search)")
     column = resolve(model, row, head)
     if spec.type in ("char", "text") and not spec.required:  # char.py: COALESCE(column, '') and None as ''
         column = "" if column is None else column
