@@ -115,6 +115,7 @@ def test_a_wrong_password_is_werkzeugs_401_page_and_after_six_in_a_row_the_login
 
 
 def test_failures_are_counted_per_login_even_for_a_login_nobody_has(twin: TrytonTwin) -> None:
+    """A login nobody has is throttled like any other, and the throttle is per login name."""
     rpc = Rpc(twin, login=None)
     statuses = [rpc.call("common.db.login", "nobody", {"password": "x"}, "en").status_code for _ in range(7)]
     assert statuses == [401] * 6 + [429]
@@ -122,6 +123,7 @@ def test_failures_are_counted_per_login_even_for_a_login_nobody_has(twin: Tryton
 
 
 def test_a_login_without_password_asks_for_it_in_the_body(twin: TrytonTwin) -> None:
+    """No password parameter is a LoginException naming what to ask for, not a 401."""
     rpc = Rpc(twin, login=None)
     assert rpc.error("common.db.login", "admin", {}, "en") == ["LoginException",
                                                                ["password", "Password for admin", "password"]]
@@ -130,6 +132,7 @@ def test_a_login_without_password_asks_for_it_in_the_body(twin: TrytonTwin) -> N
 @pytest.mark.parametrize("header", [None, "Session eDoxOmRlYWQ=", "Bearer abc", "Session !!!"])
 def test_a_missing_or_bad_session_is_401_with_an_empty_body_and_a_basic_challenge(
         twin: TrytonTwin, header: str | None) -> None:
+    """No header, a forged session or another scheme: 401, empty body, a Basic challenge."""
     http = twin.http_client()
     answer = http.post("/tickethub/rpc/", json={"id": 1, "method": "model.production.search",
                                                 "params": [[], 0, None, None, {}]},
@@ -139,6 +142,7 @@ def test_a_missing_or_bad_session_is_401_with_an_empty_body_and_a_basic_challeng
 
 
 def test_basic_authentication_logs_in_on_each_call(twin: TrytonTwin) -> None:
+    """Basic credentials are checked on every call; wrong ones are the same 401 as a bad session."""
     http = twin.http_client()
     body = {"id": 1, "method": "model.res.user.read", "params": [[1], ["login"], {}]}
     for credentials, status in (("admin:admin", 200), ("admin:wrong", 401)):
@@ -149,6 +153,7 @@ def test_basic_authentication_logs_in_on_each_call(twin: TrytonTwin) -> None:
 
 
 def test_logout_and_expired_sessions_answer_401(twin: TrytonTwin, rpc: Rpc) -> None:
+    """A session ends with common.db.logout or when the twin expires every session."""
     other = Rpc(twin)
     assert rpc.result("common.db.logout") is None
     assert rpc.call("model.production.search", [], 0, None, None, {}).status_code == 401
@@ -157,6 +162,7 @@ def test_logout_and_expired_sessions_answer_401(twin: TrytonTwin, rpc: Rpc) -> N
 
 
 def test_root_rpc_answers_the_series_and_the_database_list(twin: TrytonTwin) -> None:
+    """/rpc/ answers the server series and the database list; a GET on a JSON-RPC path is 405."""
     http = twin.http_client()
     version = http.post("/rpc/", json={"id": 1, "method": "common.server.version", "params": []})
     databases = http.post("/rpc/", json={"id": 2, "method": "common.db.list", "params": []})
@@ -165,6 +171,7 @@ def test_root_rpc_answers_the_series_and_the_database_list(twin: TrytonTwin) -> 
 
 
 def test_an_unknown_database_is_503(twin: TrytonTwin, rpc: Rpc) -> None:
+    """A database the server does not have is werkzeug's 503 page."""
     answer = rpc.call("common.db.login", "admin", {"password": "admin"}, "en", db="nodb")
     assert answer.status_code == 503 and "Database &#39;nodb.sqlite&#39; doesn&#39;t exist!" in answer.text
 
@@ -191,6 +198,7 @@ def test_a_timestamp_reads_as_sqlite_prints_the_epoch() -> None:
 
 def test_dotted_fields_read_back_as_nested_records_and_rows_come_in_id_order(
         twin: TrytonTwin, rpc: Rpc, product: int) -> None:
+    """`product.code` reads back under `"product."` (null when unlinked), rows in id order, booleans as 0/1."""
     ids = _productions(rpc, product)
     rows = rpc.result("model.production.read", [ids[4], ids[0]], ["product.code", "product.rec_name",
                                                                    "create_uid.rec_name"], {})
@@ -230,6 +238,7 @@ def test_dotted_fields_read_back_as_nested_records_and_rows_come_in_id_order(
 ])
 def test_refusals_are_the_real_error_bodies(rpc: Rpc, product: int, method: str, params: list[Any],
                                              error: list[Any]) -> None:
+    """Each refusal is the body the real server gives for the same call."""
     rpc.result("model.production.create", [{"product": product, "quantity": 1}], CTX)
     assert rpc.error(method, *params) == error
 
@@ -243,6 +252,7 @@ def test_refusals_are_the_real_error_bodies(rpc: Rpc, product: int, method: str,
 ])
 def test_http_level_refusals_have_the_real_status(rpc: Rpc, product: int, method: str, params: list[Any],
                                                   status: int, text: str) -> None:
+    """An unexposed method, a missing context or duplicate ids are HTTP errors; a left-out method is 501."""
     rpc.result("model.production.create", [{"product": product, "quantity": 1}], CTX)
     answer = rpc.call(method, *params)
     assert answer.status_code == status and text in answer.text
@@ -261,6 +271,7 @@ def test_malformed_arguments_are_a_python_error_in_the_body_not_a_500(rpc: Rpc, 
 
 
 def test_a_request_with_other_keys_than_id_method_params_gets_the_bare_result(rpc: Rpc) -> None:
+    """Not strictly JSON-RPC (an extra key): the result comes back bare, as real."""
     answer = rpc.call("model.res.user.search", [], 0, None, None, {}, extra={"jsonrpc": "2.0"})
     assert answer.json() == [1]
 
@@ -291,6 +302,7 @@ def test_a_request_with_other_keys_than_id_method_params_gets_the_bare_result(rp
 ])
 def test_domains_match_what_the_real_sql_matches(rpc: Rpc, product: int, domain: list[Any],
                                                  expected: list[int]) -> None:
+    """Each domain selects the records the real server selected from the same five productions."""
     _productions(rpc, product)
     assert rpc.result("model.production.search", domain, 0, None, None, {}) == expected
 
@@ -304,11 +316,13 @@ def test_domains_match_what_the_real_sql_matches(rpc: Rpc, product: int, domain:
     (None, [1, 2, 3, 4, 5]),  # production's own order: effective_date ASC NULLS LAST, id
 ])
 def test_orders_place_nulls_as_sqlite_does(rpc: Rpc, product: int, order: Any, expected: list[int]) -> None:
+    """Orders put NULLs where SQLite does and break ties by id."""
     _productions(rpc, product)
     assert rpc.result("model.production.search", [], 0, None, order, {}) == expected
 
 
 def test_search_read_pages_in_order_and_reads_only_id_without_fields(rpc: Rpc, product: int) -> None:
+    """offset/limit page the ordered result; no fields means only ids; search_count counts."""
     _productions(rpc, product)
     assert rpc.result("model.production.search_read", [], 1, 2, [["quantity", "ASC"]], ["reference"], {}) == [
         {"id": 3, "reference": None}, {"id": 5, "reference": "C"}]
@@ -318,6 +332,7 @@ def test_search_read_pages_in_order_and_reads_only_id_without_fields(rpc: Rpc, p
 
 
 def test_inactive_records_are_searched_only_without_active_test(rpc: Rpc) -> None:
+    """Inactive records (root) are left out of searches unless active_test is false."""
     assert rpc.result("model.res.user.search", [], 0, None, None, {}) == [1]
     assert rpc.result("model.res.user.search", [], 0, None, [["id", "ASC"]], {"active_test": False}) == [0, 1]
 
@@ -355,6 +370,7 @@ def test_last_modified_at_is_write_date_else_create_date_and_searchable(twin: Tr
 # ---- write and _timestamp -----------------------------------------------------------------------------
 
 def test_a_write_stamps_write_date_from_the_twin_clock_and_the_writer(twin: TrytonTwin, product: int) -> None:
+    """A write's write_date is the twin clock's stamp and its write_uid the session's user."""
     twin.add_user("mes", "mes-password-1")
     rpc = Rpc(twin, "mes", "mes-password-1")
     [pid] = rpc.result("model.production.create", [{"product": product, "quantity": 1}], CTX)
@@ -379,6 +395,7 @@ def test_a_stale_timestamp_is_refused_and_changes_nothing(twin: TrytonTwin, rpc:
 
 
 def test_values_round_trip_in_trytons_json_classes(twin: TrytonTwin, rpc: Rpc, product: int) -> None:
+    """A date sent as Tryton's JSON class reads back as the same class."""
     [pid] = rpc.result("model.production.create", [{"product": product, "quantity": 1,
                                                     "planned_date": date(2026, 12, 24)}], CTX)
     answer = rpc.call("model.production.read", [pid], ["planned_date"], {})
@@ -401,6 +418,7 @@ def test_production_buttons_follow_the_real_transitions(twin: TrytonTwin, rpc: R
 
 
 def test_a_button_the_state_does_not_allow_is_refused_in_the_body(twin: TrytonTwin, rpc: Rpc, product: int) -> None:
+    """A button the state hides is a UserError, over RPC and from the helper, and writes nothing."""
     [pid] = rpc.result("model.production.create", [{"product": product, "quantity": 1, "reference": "TH-1"}], CTX)
     assert rpc.error("model.production.run", [pid], CTX) == _user_error(
         'You can not call "run" on "[TH-1]" of "Production".')
@@ -411,6 +429,7 @@ def test_a_button_the_state_does_not_allow_is_refused_in_the_body(twin: TrytonTw
 
 
 def test_only_an_administrator_may_cancel_a_done_production(twin: TrytonTwin, product: int) -> None:
+    """Cancelling a done production is refused to a user without the cancellation right."""
     twin.add_user("planner", "planner-password-1")
     pid = twin.create("production", "admin", product=product, quantity=1.0, reference="P")
     for button in ("wait", "assign_try", "run", "do"):
@@ -422,6 +441,7 @@ def test_only_an_administrator_may_cancel_a_done_production(twin: TrytonTwin, pr
 
 
 def test_a_shipment_is_picked_packed_shipped_and_done(twin: TrytonTwin, rpc: Rpc) -> None:
+    """A customer shipment needs its address and goes draft → waiting → assigned → picked → packed → shipped → done."""
     party = twin.create("party.party", "admin", name="ACME")
     address = twin.create("party.address", "admin", party=party, street="1 Main St", city="Town")
     assert rpc.error("model.stock.shipment.out.create", [{"customer": party}], CTX) == _user_error(
@@ -443,6 +463,7 @@ def test_a_shipment_is_picked_packed_shipped_and_done(twin: TrytonTwin, rpc: Rpc
 
 def test_a_sale_is_quoted_with_lines_and_an_address_and_confirming_ships_it(
         twin: TrytonTwin, rpc: Rpc, product: int) -> None:
+    """A sale quotes once it has lines and both addresses; confirming makes it processing with a waiting shipment."""
     [party] = rpc.result("model.party.party.create", [{"name": "ACME", "addresses": [["create", [{}]]]}], {})
     [sale] = rpc.result("model.sale.sale.create", [{"party": party, "reference": "TH-42",
                                                     "description": "Broken pump"}], CTX)
@@ -470,6 +491,7 @@ def test_a_sale_is_quoted_with_lines_and_an_address_and_confirming_ships_it(
 
 
 def test_a_partys_phone_and_email_are_its_first_contact_mechanisms_set_only_at_create(rpc: Rpc) -> None:
+    """Phone and email create contact mechanisms at create, read back the first of each type, and refuse a write."""
     [party] = rpc.result("model.party.party.create", [{"name": "ACME", "phone": "+3212345678",
                                                        "email": "a@acme.test"}], {})
     rpc.result("model.party.party.write", [party], {"contact_mechanisms": [["create", [
@@ -484,6 +506,7 @@ def test_a_partys_phone_and_email_are_its_first_contact_mechanisms_set_only_at_c
 
 
 def test_a_sale_line_needs_a_unit_and_is_named_by_quantity_product_and_sale(rpc: Rpc, product: int) -> None:
+    """A sale line without a unit is refused, named as the real one names it."""
     [party] = rpc.result("model.party.party.create", [{"name": "ACME"}], {})
     line = {"product": product, "quantity": 2, "unit_price": Decimal("10")}
     assert rpc.error("model.sale.sale.create", [{"party": party, "lines": [["create", [line]]]}], CTX) == \
@@ -495,12 +518,14 @@ def test_a_sale_line_needs_a_unit_and_is_named_by_quantity_product_and_sale(rpc:
 
 
 def test_a_char_given_a_number_fails_as_trytond_stripping_it(rpc: Rpc, product: int) -> None:
+    """A number written into a Char field fails with Python's own error text, as real."""
     [pid] = rpc.result("model.production.create", [{"product": product, "quantity": 1}], CTX)
     assert rpc.error("model.production.write", [pid], {"reference": 5}, {}) == [
         "'int' object has no attribute 'strip'", ""]
 
 
 def test_a_user_in_no_group_may_read_but_not_write(twin: TrytonTwin, product: int) -> None:
+    """A user in no group reads but every write is refused as an access error."""
     twin.add_user("clerk", "clerk-password-1", "Clerk", can_write=False)
     pid = twin.create("production", "admin", product=product, quantity=1.0)
     clerk = Rpc(twin, "clerk", "clerk-password-1")
@@ -531,6 +556,7 @@ def test_an_edit_stamped_earlier_appears_behind_rows_already_seen(twin: TrytonTw
 
 
 def test_a_transaction_stamps_its_start_and_is_invisible_until_it_ends(twin: TrytonTwin, product: int) -> None:
+    """A transaction's writes carry its start time and appear only when it ends, over later writes."""
     pid = twin.create("production", "admin", product=product, quantity=1.0)
     with twin.transaction("admin") as tx:
         began = tx.stamp
@@ -545,6 +571,7 @@ def test_a_transaction_stamps_its_start_and_is_invisible_until_it_ends(twin: Try
 
 
 def test_fail_next_answers_an_error_body_or_a_status_then_recovers(twin: TrytonTwin, rpc: Rpc) -> None:
+    """Injected faults answer an error body or an HTTP status, one call each, then the twin answers normally."""
     twin.fail_next(1, error=STALE, method="model.production.write")
     twin.fail_next(1, status=503)
     assert rpc.error("model.production.write", [1], {}, {}) == STALE
@@ -564,6 +591,7 @@ def test_fail_next_can_delay_an_answer_past_a_client_timeout(twin: TrytonTwin, p
 
 
 def test_the_clock_moves_only_when_told_and_by_a_tick_per_transaction(twin: TrytonTwin, product: int) -> None:
+    """Stamps follow advance() and clock.set(), each transaction one millisecond on."""
     assert twin.clock.now() > START
     before = twin.clock.now()
     twin.advance(3600)
@@ -575,13 +603,15 @@ def test_the_clock_moves_only_when_told_and_by_a_tick_per_transaction(twin: Tryt
 
 
 def test_reads_take_no_stamp_so_the_clock_stays_put(twin: TrytonTwin, rpc: Rpc) -> None:
+    """Reading does not move the clock."""
     before = twin.clock.now()
     rpc.result("model.res.user.search_read", [], 0, None, None, ["login"], {})
     rpc.result("model.res.user.read", [1], ["write_date"], {})
     assert twin.clock.now() == before
 
 
-def test_a_twin_does_no_io_until_asked_and_two_twins_share_nothing() -> None:
+def test_two_twins_share_nothing() -> None:
+    """Twins are independent: a user added to one is not in the other."""
     one, two = TrytonTwin(), TrytonTwin()
     one.add_user("mes", "mes-password-1")
     assert [u["login"] for u in one.records("res.user")] == ["root", "admin", "mes"]
