@@ -20,7 +20,7 @@ from hub import metrics
 from hub.apply import apply_changes
 from hub.bootstrap import Hub
 from hub.errors import InvalidValue, OrphanRecord, UnknownSystem
-from hub.model import ApplyResult, FieldChange, Outcome, Provenance
+from hub.model import ApplyResult, FieldChange, Outcome, Provenance, TicketState
 from mappings.engine import lookup_path
 
 log = structlog.get_logger("tickethub.services")
@@ -180,18 +180,12 @@ def _ingest(hub: Hub, uow: Any, record: SourceRecord, event_id: str, received_at
             untranslatable.append((FieldChange(name, _jsonable(raw), provenance), str(exc)))
 
     before = uow.tickets.load_state(ticket_id)
-    hub_author = hub.settings.systems[record.system].hub_author
-    if hub_author and record.author == hub_author:
-        # the hub's own write reported back; it may arrive before the write has even returned
-        echoes = tuple(Outcome("echo", c, before.fields.get(c.field), f"written by the hub's own user {hub_author}")
-                       for c in changes)
-        uow.tickets.save(before, ApplyResult(before, echoes), now)
-        return Processed(event_id, "processed", ticket_id, created, echoes)
+    changes, echoes = _split_hub_echo(hub, record, changes, before)
     result = apply_changes(before, changes, hub.mappings)
     rejected = tuple(
         Outcome("invalid_value", change, before.fields.get(change.field), reason) for change, reason in untranslatable
     )
-    result = ApplyResult(result.state, rejected + result.outcomes)
+    result = ApplyResult(result.state, echoes + rejected + result.outcomes)
     uow.tickets.save(before, result, now)
     return Processed(event_id, "processed", ticket_id, created, result.outcomes)
 
@@ -222,3 +216,25 @@ def _ticket_ids(uow: Any, records: list[SourceRecord]) -> list[str]:
 
 def _jsonable(raw: Any) -> Any:
     return raw if isinstance(raw, (str, int, float, bool, type(None))) else repr(raw)
+
+
+def _split_hub_echo(hub: Hub, record: SourceRecord, changes: list[FieldChange],
+                    before: TicketState) -> tuple[list[FieldChange], tuple[Outcome, ...]]:
+    """A version last written by the hub's own user: (changes still to apply, echoes).
+
+    The fields the hub writes there are its echo, recognised by author because the report may arrive
+    before the write has even returned. A field the system owns is never written by the hub: if it differs
+    from the golden record, someone changed it before the hub's write, in the same version (a polled system
+    keeps one author per version), and it is applied; if it agrees, it is part of the echo."""
+    hub_author = hub.settings.systems[record.system].hub_author
+    if not hub_author or record.author != hub_author:
+        return changes, ()
+    fields = hub.mappings.systems[record.system].fields
+    kept, echoes = [], []
+    for change in changes:
+        current = before.fields.get(change.field)
+        if fields[change.field].owner and (current is None or current.value != change.value):
+            kept.append(change)
+        else:
+            echoes.append(Outcome("echo", change, current, f"written by the hub's own user {hub_author}"))
+    return kept, tuple(echoes)

@@ -150,18 +150,37 @@ def test_a_phone_changed_in_the_crm_reaches_the_subscribed_wms(world: World) -> 
     assert world.wms.writes[-1].fields.get("shipment.recipient_phone") == "+44 20 7946 0999"
 
 
-def test_the_hubs_own_write_into_the_crm_does_not_come_back(world: World) -> None:
-    """The hub writing a status into BottleCRM hears the webhook that write fires as an echo, not a change."""
+def test_the_hubs_own_write_into_the_crm_does_not_come_back(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the MES owns the diagnosis, the hub writing it into BottleCRM hears the webhook that write
+    fires as an echo, not a change; the fields BottleCRM owns, unchanged, are part of the echo too."""
+    world = _world(engine, tmp_path, monkeypatch, crm_owns_fault=False)
+    try:
+        case, ticket_id = _open_case(world)
+        seen = len(world.history(ticket_id))
+        result = world.crm.write(WriteRequest(1, ticket_id, "crm", case, {"case.description": "Worn crank"}, 1))
+        assert result.status_code == 200
+        world.process_all()
+        after = world.history(ticket_id)[seen:]
+        assert after and {h.outcome for h in after} == {"echo"}
+        assert {h.author for h in after} == {HUB_USER}
+        assert "fault.description" in {h.field for h in after}
+        with world.hub.store.unit_of_work() as uow:
+            assert "fault.description" not in uow.tickets.get(ticket_id).fields  # its own echo changes nothing
+    finally:
+        world.twin.close()
+
+
+def test_an_edit_made_just_before_the_hubs_write_is_not_lost_in_its_echo(world: World) -> None:
+    """BottleCRM reports the hub's write with the hub as author; a field BottleCRM owns that changed since the
+    hub last heard is someone's edit made just before, and is applied, not swallowed as echo."""
     case, ticket_id = _open_case(world)
-    seen = len(world.history(ticket_id))
-    result = world.crm.write(WriteRequest(1, ticket_id, "crm", case, {"case.status": "Pending"}, 1))
+    world.twin.edit_case(case, AGENT, notify=False, status="Pending")  # its webhook is lost
+    result = world.crm.write(WriteRequest(1, ticket_id, "crm", case, {"case.description": "Crank jams"}, 1))
     assert result.status_code == 200
     world.process_all()
-    after = world.history(ticket_id)[seen:]
-    assert after and {h.outcome for h in after} == {"echo"}
-    assert {h.author for h in after} == {HUB_USER}
     with world.hub.store.unit_of_work() as uow:
-        assert uow.tickets.get(ticket_id).fields["status"].value == "new"  # its own echo changes nothing
+        assert uow.tickets.get(ticket_id).fields["status"].value == "waiting_parts"
 
 
 def test_a_crm_edit_of_a_field_it_does_not_own_is_rejected_with_its_author(
