@@ -54,6 +54,28 @@ def ops_router(hub: Hub, require_token: Callable[..., None],
             publish_deliveries(created)
         return {"replayed": delivery_id, "deliveries": created}
 
+    @router.get("/polls", dependencies=authed, summary="Polled systems: how far each has been read, and its last error")
+    def list_polls() -> dict[str, Any]:
+        from hub.canonical import format_datetime
+        from hub.store.polls import PollRepository
+
+        with hub.store.unit_of_work() as uow:
+            rows = {r["system"]: r for r in PollRepository(uow.conn).all()}
+
+        def when(value: Any) -> str | None:
+            return format_datetime(value) if value else None
+
+        polls = []
+        for name, config in sorted(hub.settings.systems.items()):
+            if not config.polled:
+                continue
+            row = rows.get(name, {})
+            polls.append({"system": name, "interval_seconds": config.poll_interval_seconds,
+                          "overlap_seconds": config.poll_overlap_seconds, "watermark": when(row.get("watermark")),
+                          "polled_at": when(row.get("polled_at")), "records": row.get("records", 0),
+                          "failed_at": when(row.get("failed_at")), "last_error": row.get("last_error")})
+        return {"polls": polls}
+
     @router.get("/metrics", dependencies=authed, summary="Prometheus metrics (text exposition format)")
     def get_metrics() -> Response:
         return Response(metrics.render(hub), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy import select, update
 
-from connectors.base import SourceRecord
+from connectors.base import ConnectorError, SourceRecord
 from hub.bootstrap import Hub
 from hub.errors import UnknownSystem
 from hub.store.dialect import insert_for
@@ -53,6 +53,7 @@ class PollResult:
     linked: int  # records linked to a ticket by their reference field
     since: datetime | None
     watermark: datetime | None
+    error: str | None = None  # the system could not be read (the watermark did not move)
 
 
 def poll_system(hub: Hub, system: str, connector: Pollable,
@@ -71,30 +72,44 @@ def poll_system(hub: Hub, system: str, connector: Pollable,
 
     seen = accepted = linked = 0
     newest = watermark
-    for chunk in _batched(connector.poll(since), batch):
-        now = hub.clock()
+    try:
+        for chunk in _batched(connector.poll(since), batch):
+            stored, tied = _store(hub, system, chunk, connector, reference_field, publish)
+            seen, accepted, linked = seen + len(chunk), accepted + len(stored), linked + tied
+            newest = max([r.modified_at for r in chunk] + ([newest] if newest else []))
+    except ConnectorError as exc:  # unreachable, refused: what was stored stays; the next poll re-reads
         with hub.store.unit_of_work() as uow:
-            new_ids = _accept_all(uow.conn, system, chunk, connector, now)
-            if reference_field:
-                fresh = set(new_ids)
-                for record in chunk:
-                    if _event_id(system, record) in fresh:
-                        linked += _link_by_reference(uow.conn, system, record, reference_field, now)
-            if new_ids and publish is not None:
-                uow.conn.execute(update(inbox_events).where(inbox_events.c.event_id.in_(new_ids))
-                                 .values(dispatched_at=now))
+            PollRepository(uow.conn).fail(system, hub.clock(), str(exc))
             uow.commit()
-        seen += len(chunk)
-        accepted += len(new_ids)
-        newest = max([r.modified_at for r in chunk] + ([newest] if newest else []))
-        if new_ids and publish is not None:
-            publish(new_ids)
+        log.warning("system could not be polled", system=system, seen=seen, accepted=accepted, error=str(exc))
+        return PollResult(system, seen, accepted, linked, since, watermark, error=str(exc))
     with hub.store.unit_of_work() as uow:
         PollRepository(uow.conn).advance(system, newest, hub.clock(), accepted)
         uow.commit()
     log.info("system polled", system=system, seen=seen, accepted=accepted, linked=linked,
              since=since.isoformat() if since else None, watermark=newest.isoformat() if newest else None)
     return PollResult(system, seen, accepted, linked, since, newest)
+
+
+def _store(hub: Hub, system: str, chunk: list[SourceRecord], connector: Pollable, reference_field: str | None,
+           publish: Callable[[list[str]], None] | None) -> tuple[list[str], int]:
+    """One page in one transaction: its new events (published after the commit) and how many records it linked."""
+    linked = 0
+    now = hub.clock()
+    with hub.store.unit_of_work() as uow:
+        new_ids = _accept_all(uow.conn, system, chunk, connector, now)
+        if reference_field:
+            fresh = set(new_ids)
+            for record in chunk:
+                if _event_id(system, record) in fresh:
+                    linked += _link_by_reference(uow.conn, system, record, reference_field, now)
+        if new_ids and publish is not None:
+            uow.conn.execute(update(inbox_events).where(inbox_events.c.event_id.in_(new_ids))
+                             .values(dispatched_at=now))
+        uow.commit()
+    if new_ids and publish is not None:
+        publish(new_ids)
+    return new_ids, linked
 
 
 def _event_id(system: str, record: SourceRecord) -> str:

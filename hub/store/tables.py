@@ -229,4 +229,6 @@ poll_watermarks = Table(
     Column("watermark", UTCDateTime, nullable=True),
     Column("polled_at", UTCDateTime, nullable=False),  # when the last complete poll finished (hub's clock)
     Column("records", BigInteger().with_variant(Integer(), "sqlite"), nullable=False, default=0),
+    Column("failed_at", UTCDateTime, nullable=True),  # the last poll that could not read the system
+    Column("last_error", Text, nullable=True),  # why; cleared by the next complete poll
 )

@@ -184,3 +184,28 @@ def test_a_waybill_set_on_the_shipment_of_the_sale_reaches_the_crm(world: Tryton
     assert fields["parts.reserved"].value is True and fields["billing.amount"].value == "120"
     sent = {name: value for w in world.crm.writes for name, value in w.fields.items()}
     assert sent["case.waybill"] == "JD0146000062" and sent["case.carrier"].startswith("DHL")
+
+
+def test_tryton_down_fails_the_poll_visibly_and_the_next_poll_loses_nothing(world: TrytonWorld) -> None:
+    """A poll that cannot read Tryton keeps its watermark and says why on GET /polls; the next reads it all."""
+    from fastapi.testclient import TestClient
+
+    from hub.api import create_app
+
+    _, ticket_id = world.open_ticket("Ada Lovelace")
+    world.settle()
+    world.twin.edit("sale.sale", world.local_id(ticket_id, "erp"), "accounting", total_amount=Decimal("99.00"))
+    world.twin.fail_next(1, status=503, method="model.sale.sale.search_read")
+
+    failed = world.poll("erp")
+    api = TestClient(create_app(world.hub, "token"))
+    [erp] = [p for p in api.get("/polls", headers={"Authorization": "Bearer token"}).json()["polls"]
+             if p["system"] == "erp"]
+    assert failed.error and "503" in failed.error and erp["last_error"] == failed.error and erp["failed_at"]
+    assert failed.watermark == failed.since + timedelta(seconds=5)  # unchanged: the last complete poll's
+
+    world.settle()
+    assert world.ticket(ticket_id).fields["billing.amount"].value == "99"
+    [erp] = [p for p in api.get("/polls", headers={"Authorization": "Bearer token"}).json()["polls"]
+             if p["system"] == "erp"]
+    assert erp["last_error"] is None and erp["watermark"] and erp["interval_seconds"] == 30

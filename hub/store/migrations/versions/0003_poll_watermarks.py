@@ -24,6 +24,8 @@ def upgrade() -> None:
     sa.Column('watermark', hub.store.tables.UTCDateTime(timezone=True), nullable=True),
     sa.Column('polled_at', hub.store.tables.UTCDateTime(timezone=True), nullable=False),
     sa.Column('records', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('failed_at', hub.store.tables.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('system', name=op.f('pk_poll_watermarks'))
     )
 
