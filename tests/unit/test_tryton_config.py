@@ -11,7 +11,7 @@ import pytest
 from connectors.tryton.connector import schema_for
 from hub.celery_app import poll_schedule
 from hub.config import load_settings
-from hub.errors import ConfigError
+from hub.errors import ConfigError, Problem
 from mappings.loader import DEFAULT_DIR, check_mappings
 from tests.tryton_world import write_config
 
@@ -31,22 +31,22 @@ def test_the_shipped_tryton_mappings_fit_tryton_and_say_who_owns_what() -> None:
     assert mapping_set.systems["erp"].fields["parts.reserved"].to_canonical("confirmed") is True
 
 
-def test_a_field_tryton_does_not_have_is_a_mapping_problem(tmp_path: Path) -> None:
+def _problems_after(tmp_path: Path, mapping: str, old: str, new: str) -> list[Problem]:
+    """The problems of the shipped mappings with one edit to one file."""
     maps = tmp_path / "maps"
     shutil.copytree(DEFAULT_DIR, maps, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    text = (maps / "tryton_wms.toml").read_text().replace('field = "reference"', 'field = "tracking_number"')
-    (maps / "tryton_wms.toml").write_text(text)
-    _, problems = check_mappings(maps, SYSTEMS, SCHEMAS)
+    (maps / mapping).write_text((maps / mapping).read_text().replace(old, new))
+    return check_mappings(maps, SYSTEMS, SCHEMAS)[1]
+
+
+def test_a_field_tryton_does_not_have_is_a_mapping_problem(tmp_path: Path) -> None:
+    problems = _problems_after(tmp_path, "tryton_wms.toml", 'field = "reference"', 'field = "tracking_number"')
     [problem] = [p for p in problems if p.key == "fields.shipment.waybill.field"]
     assert "tracking_number" in problem.message and "reference" in problem.message
 
 
 def test_a_state_mapped_to_a_progress_that_is_not_a_number_is_a_mapping_problem(tmp_path: Path) -> None:
-    maps = tmp_path / "maps"
-    shutil.copytree(DEFAULT_DIR, maps, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    text = (maps / "tryton_mes.toml").read_text().replace('"running" = 60', '"running" = "half"')
-    (maps / "tryton_mes.toml").write_text(text)
-    _, problems = check_mappings(maps, SYSTEMS, SCHEMAS)
+    problems = _problems_after(tmp_path, "tryton_mes.toml", '"running" = 60', '"running" = "half"')
     [problem] = [p for p in problems if p.key == "fields.production.progress.values.running"]
     assert "whole number" in problem.message and problem.fix
 
