@@ -18,22 +18,23 @@ As a script, `python -m tests.peers.bottlecrm [--webhook URL]` starts one and pr
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.peers import harness
+from tests.peers.harness import Interpreter  # part of this module's API, as before the move
 
 REQUIREMENT = "django-crm==1.35.0"
 HERE = Path(__file__).resolve().parent
@@ -49,70 +50,31 @@ JWT_REMINT_AFTER = 50 * 60  # its access tokens live one hour
 _ACCESS_TOKEN = re.compile(r"^access_token:\s+(\S+)\s*$", re.MULTILINE)
 
 
-class PeerUnavailable(RuntimeError):
+class PeerUnavailable(harness.PeerUnavailable):
     """This machine cannot run BottleCRM at all (no Python >= 3.12): skip, or fail under CI."""
 
 
-class PeerFailed(RuntimeError):
+class PeerFailed(harness.PeerFailed):
     """Installing, migrating, starting or bootstrapping BottleCRM went wrong; the message shows where."""
-
-
-@dataclass(frozen=True)
-class Interpreter:
-    command: tuple[str, ...]
-    env: dict[str, str]
-    version: str
 
 
 def find_python() -> Interpreter:
     """The first of PYTHON_CANDIDATES that runs and is Python >= 3.12."""
-    tried = []
-    for extra, command in PYTHON_CANDIDATES:
-        env = {**os.environ, **extra}
-        shown = " ".join([*(f"{k}={v}" for k, v in extra.items()), *command])
-        try:
-            probe = subprocess.run([*command, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3]); "
-                                    "sys.exit(sys.version_info < (3, 12))"],
-                                   env=env, capture_output=True, text=True, timeout=30, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            tried.append(f"{shown}: {type(exc).__name__}")
-            continue
-        if probe.returncode == 0:
-            return Interpreter(command, env, probe.stdout.strip())
-        said = (probe.stdout.strip() or probe.stderr.strip() or f"exit {probe.returncode}").splitlines()[0]
-        tried.append(f"{shown}: {said}")
-    raise PeerUnavailable(f"BottleCRM ({REQUIREMENT}) needs Python >= 3.12 and none was found; tried "
-                          + "; ".join(tried))
-
-
-# ---- one-time costs: the virtual environment and the migrated template ------------------------------
-
-@contextmanager
-def _locked(peer_dir: Path) -> Iterator[None]:
-    """One builder at a time across processes (two pytest sessions must not install into one venv)."""
-    peer_dir.mkdir(parents=True, exist_ok=True)
-    with open(peer_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    return harness.find_python(PYTHON_CANDIDATES, (3, 12), needed_by=f"BottleCRM ({REQUIREMENT})",
+                               unavailable=PeerUnavailable)
 
 
 def _run(what: str, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None = None,
          timeout: float) -> subprocess.CompletedProcess[str]:
-    try:
-        done = subprocess.run(list(argv), env=dict(env), cwd=cwd, capture_output=True, text=True,
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise PeerFailed(f"{what}: `{' '.join(argv)}` took longer than {timeout:.0f} s") from exc
-    if done.returncode != 0:
-        raise PeerFailed(f"{what}: `{' '.join(argv)}` exited {done.returncode}\n"
-                         f"{_tail(done.stdout)}\n{_tail(done.stderr)}")
-    return done
+    return harness.run(what, argv, env=env, cwd=cwd, timeout=timeout, failed=PeerFailed)
 
+
+# ---- one-time costs: the virtual environment and the migrated template ------------------------------
 
 def ensure_venv(peer_dir: Path = PEER_DIR) -> tuple[Path, float]:
     """The venv holding REQUIREMENT (reused when its marker says so) and the seconds spent installing."""
     venv, marker = peer_dir / "venv", peer_dir / "venv" / ".tickethub-installed"
-    with _locked(peer_dir):
+    with harness.locked(peer_dir):
         if marker.exists() and marker.read_text().splitlines()[:1] == [REQUIREMENT]:
             return venv, 0.0
         python = find_python()
@@ -129,7 +91,7 @@ def ensure_venv(peer_dir: Path = PEER_DIR) -> tuple[Path, float]:
 def ensure_template(venv: Path, peer_dir: Path = PEER_DIR) -> tuple[Path, float]:
     """A migrated SQLite database (built once per REQUIREMENT) and the seconds spent migrating."""
     template, marker = peer_dir / "template.sqlite3", peer_dir / "template.sqlite3.version"
-    with _locked(peer_dir):
+    with harness.locked(peer_dir):
         if template.exists() and marker.exists() and marker.read_text().strip() == REQUIREMENT:
             return template, 0.0
         started = time.monotonic()
@@ -146,13 +108,11 @@ def ensure_template(venv: Path, peer_dir: Path = PEER_DIR) -> tuple[Path, float]
 # ---- one running server -----------------------------------------------------------------------------
 
 @dataclass
-class BottleCRM:
-    """A running BottleCRM: `http` is an httpx client authorised with the personal access token."""
+class BottleCRM(harness.PeerServer):
+    """A running BottleCRM: `http` is an httpx client authorised with the personal access token. Fields
+    venv, run_dir, process and port, and `logs()` and `stop()`, come from harness.PeerServer."""
 
-    venv: Path
-    run_dir: Path
-    process: subprocess.Popen[bytes]
-    port: int
+    LOG = "runserver.log"
     email: str
     org_id: str = ""
     pat: str = ""
@@ -207,20 +167,10 @@ class BottleCRM:
         return _run(f"django-admin {args[0] if args else ''}", _django(self.venv, *args),
                     env=_peer_env(self.database, self.run_dir), cwd=self.run_dir, timeout=120)
 
-    def logs(self, lines: int = 40) -> str:
-        return _tail((self.run_dir / "runserver.log").read_text(errors="replace"), lines)
-
-    def stop(self) -> None:
+    def _close_clients(self) -> None:
         if self._http is not None:
             self._http.close()
             self._http = None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
 
     # -- bootstrap: every step through the real commands and endpoints --------------------------------
 
@@ -243,7 +193,8 @@ class BottleCRM:
         printed = self.admin("devlogin", self.email, *args).stdout
         found = _ACCESS_TOKEN.search(printed)
         if not found:
-            raise PeerFailed(f"`devlogin {self.email} {' '.join(args)}` printed no access_token:\n{_tail(printed)}")
+            raise PeerFailed(f"`devlogin {self.email} {' '.join(args)}` printed no access_token:\n"
+                             f"{harness.tail(printed)}")
         return found.group(1)
 
     def _as_admin(self) -> httpx.Client:
@@ -260,7 +211,7 @@ def start_bottlecrm(run_dir: Path, *, email: str = "agent@example.com", org_name
     run_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(template, run_dir / "bottlecrm.sqlite3")
     started = time.monotonic()
-    port = _free_port()
+    port = harness.free_port()
     with open(run_dir / "runserver.log", "wb") as log:
         process = subprocess.Popen(_django(venv, "runserver", f"127.0.0.1:{port}", "--noreload"), cwd=run_dir,
                                    env=_peer_env(run_dir / "bottlecrm.sqlite3", run_dir), stdout=log,
@@ -277,14 +228,9 @@ def start_bottlecrm(run_dir: Path, *, email: str = "agent@example.com", org_name
     return crm
 
 
-@contextmanager
-def running_bottlecrm(run_dir: Path, **options: Any) -> Iterator[BottleCRM]:
+def running_bottlecrm(run_dir: Path, **options: Any) -> AbstractContextManager[BottleCRM]:
     """`start_bottlecrm`, stopped on the way out."""
-    crm = start_bottlecrm(run_dir, **options)
-    try:
-        yield crm
-    finally:
-        crm.stop()
+    return harness.running(start_bottlecrm, run_dir, **options)
 
 
 # ---- shared pieces ----------------------------------------------------------------------------------
@@ -306,17 +252,10 @@ def _peer_env(database: Path, run_dir: Path) -> dict[str, str]:
 
 
 def _wait_until_answering(crm: BottleCRM, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if crm.process.poll() is not None:
-            raise PeerFailed(f"runserver exited {crm.process.returncode} before answering:\n{crm.logs()}")
-        try:
-            if httpx.get(f"{crm.base_url}/healthz/", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise PeerFailed(f"runserver did not answer GET /healthz/ within {timeout:.0f} s:\n{crm.logs()}")
+    harness.wait_until_answering(
+        crm.process, lambda: httpx.get(f"{crm.base_url}/healthz/", timeout=2).status_code == 200,
+        server="runserver", probe="GET /healthz/", log=crm.run_dir / "runserver.log", timeout=timeout,
+        failed=PeerFailed)
 
 
 def _expect(answer: httpx.Response, status: int, what: str) -> dict[str, Any]:
@@ -324,16 +263,6 @@ def _expect(answer: httpx.Response, status: int, what: str) -> dict[str, Any]:
         raise PeerFailed(f"{what}: expected {status}, got {answer.status_code}: {answer.text[:500]}")
     body: dict[str, Any] = answer.json() if answer.content else {}
     return body
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -345,14 +274,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = options.dir or Path(tempfile.mkdtemp(prefix="bottlecrm-"))
     with running_bottlecrm(run_dir) as crm:
         print(f"base_url  {crm.base_url}\norg_id    {crm.org_id}\npat       {crm.pat}\njwt       {crm.jwt}\n"
-              f"run_dir   {crm.run_dir}\ntimings   " + ", ".join(f"{k} {v:.1f} s" for k, v in crm.timings.items()))
+              f"run_dir   {crm.run_dir}\ntimings   {harness.format_timings(crm.timings)}")
         for url in options.webhook:
             secret = crm.register_webhook(url, ["ticket.created", "ticket.updated", "ticket.comment_added",
                                                 "contact.created", "contact.updated"])
             print(f"webhook   {url} secret {secret}")
-        print("Ctrl-C stops it.", flush=True)
-        with suppress(KeyboardInterrupt):
-            crm.process.wait()
+        harness.serve_until_ctrl_c(crm)
     return 0
 
 

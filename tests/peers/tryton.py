@@ -23,24 +23,25 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
-import fcntl
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.peers import harness
+from tests.peers.harness import Interpreter  # part of this module's API, as before the move
 
 SERIES = "8.2"
 REQUIREMENTS = tuple(f"{name}=={SERIES}.*" for name in (
@@ -70,11 +71,11 @@ PYTHON_CANDIDATES: tuple[tuple[Mapping[str, str], tuple[str, ...]], ...] = (
 )
 
 
-class PeerUnavailable(RuntimeError):
+class PeerUnavailable(harness.PeerUnavailable):
     """This machine cannot run Tryton at all (no Python >= 3.11): skip, or fail under CI."""
 
 
-class PeerFailed(RuntimeError):
+class PeerFailed(harness.PeerFailed):
     """Installing, initialising, bootstrapping or starting Tryton went wrong; the message shows where."""
 
 
@@ -95,31 +96,10 @@ class TrytonError(RuntimeError):
         return str(self.details or self.type)
 
 
-@dataclass(frozen=True)
-class Interpreter:
-    command: tuple[str, ...]
-    env: dict[str, str]
-    version: str
-
-
 def find_python() -> Interpreter:
     """The first of PYTHON_CANDIDATES that runs and is Python >= 3.11."""
-    tried = []
-    for extra, command in PYTHON_CANDIDATES:
-        env = {**os.environ, **extra}
-        shown = " ".join([*(f"{k}={v}" for k, v in extra.items()), *command])
-        try:
-            probe = subprocess.run([*command, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3]); "
-                                    "sys.exit(sys.version_info < (3, 11))"],
-                                   env=env, capture_output=True, text=True, timeout=30, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            tried.append(f"{shown}: {type(exc).__name__}")
-            continue
-        if probe.returncode == 0:
-            return Interpreter(command, env, probe.stdout.strip())
-        said = (probe.stdout.strip() or probe.stderr.strip() or f"exit {probe.returncode}").splitlines()[0]
-        tried.append(f"{shown}: {said}")
-    raise PeerUnavailable(f"Tryton {SERIES} needs Python >= 3.11 and none was found; tried " + "; ".join(tried))
+    return harness.find_python(PYTHON_CANDIDATES, (3, 11), needed_by=f"Tryton {SERIES}",
+                               unavailable=PeerUnavailable)
 
 
 # ---- Tryton's JSON: {"__class__": "datetime", ...} and friends ---------------------------------------
@@ -241,33 +221,16 @@ class RpcClient:
 
 # ---- one-time costs: the virtual environment and the bootstrapped template ---------------------------
 
-@contextmanager
-def _locked(peer_dir: Path) -> Iterator[None]:
-    """One builder at a time across processes (two pytest sessions must not install into one venv)."""
-    peer_dir.mkdir(parents=True, exist_ok=True)
-    with open(peer_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def _run(what: str, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None = None,
          timeout: float) -> subprocess.CompletedProcess[str]:
-    try:
-        done = subprocess.run(list(argv), env=dict(env), cwd=cwd, capture_output=True, text=True,
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise PeerFailed(f"{what}: `{' '.join(argv)}` took longer than {timeout:.0f} s") from exc
-    if done.returncode != 0:
-        raise PeerFailed(f"{what}: `{' '.join(argv)}` exited {done.returncode}\n"
-                         f"{_tail(done.stdout)}\n{_tail(done.stderr)}")
-    return done
+    return harness.run(what, argv, env=env, cwd=cwd, timeout=timeout, failed=PeerFailed)
 
 
 def ensure_venv(peer_dir: Path = PEER_DIR) -> tuple[Path, float]:
     """The venv holding REQUIREMENTS (reused when its marker says so) and the seconds spent installing."""
     venv, marker = peer_dir / "venv", peer_dir / "venv" / ".tickethub-installed"
     wanted = " ".join(REQUIREMENTS)
-    with _locked(peer_dir):
+    with harness.locked(peer_dir):
         if marker.exists() and marker.read_text().splitlines()[:1] == [wanted]:
             return venv, 0.0
         python = find_python()
@@ -288,7 +251,7 @@ def ensure_template(venv: Path, peer_dir: Path = PEER_DIR) -> tuple[Path, dict[s
     ids of the bootstrap records), and the seconds spent building it ({} when reused)."""
     template, marker = peer_dir / "template", peer_dir / "template" / "version"
     wanted = f"{' '.join(REQUIREMENTS)} modules={','.join(MODULES)} bootstrap={BOOTSTRAP_VERSION}"
-    with _locked(peer_dir):
+    with harness.locked(peer_dir):
         if marker.exists() and marker.read_text().strip() == wanted:
             return template, {}
         timings: dict[str, float] = {}
@@ -296,7 +259,7 @@ def ensure_template(venv: Path, peer_dir: Path = PEER_DIR) -> tuple[Path, dict[s
         with tempfile.TemporaryDirectory(prefix="tryton-template-") as build_dir:
             build = Path(build_dir)
             (build / f"{DATABASE}.sqlite").touch()  # trytond-admin wants the file to exist
-            port = _free_port()
+            port = harness.free_port()
             conf = _write_conf(build, port=port)
             (build / "admin-password").write_text(ADMIN_PASSWORD + "\n")
             _run("initialising Tryton's database (trytond-admin --all)",
@@ -314,11 +277,11 @@ def ensure_template(venv: Path, peer_dir: Path = PEER_DIR) -> tuple[Path, dict[s
                     ids = bootstrap(client)
                 except TrytonError as exc:
                     raise PeerFailed(f"bootstrapping the template: {exc}\n"
-                                     f"{_tail((build / 'trytond.log').read_text(errors='replace'))}") from exc
+                                     f"{harness.tail_file(build / 'trytond.log')}") from exc
                 finally:
                     client.close()
             finally:
-                _terminate(process)
+                harness.terminate(process)
             timings["bootstrap"] = time.monotonic() - started
             shutil.rmtree(template, ignore_errors=True)
             partial = peer_dir / "template.partial"
@@ -400,13 +363,11 @@ def bootstrap(client: RpcClient) -> dict[str, int]:
 # ---- one running server -------------------------------------------------------------------------------
 
 @dataclass
-class Tryton:
-    """A running Tryton: `call(login, method, params)` speaks JSON-RPC as one of `users`."""
+class Tryton(harness.PeerServer):
+    """A running Tryton: `call(login, method, params)` speaks JSON-RPC as one of `users`. Fields venv,
+    run_dir, process and port, and `logs()` and `stop()`, come from harness.PeerServer."""
 
-    venv: Path
-    run_dir: Path
-    process: subprocess.Popen[bytes]
-    port: int
+    LOG = "trytond.log"
     database: str
     users: dict[str, str]  # login -> password (admin included)
     ids: dict[str, int]  # bootstrap records: company, currency, warehouse, pump, valve, carrier, customer, ...
@@ -440,14 +401,10 @@ class Tryton:
     def user_id(self, login: str) -> int:
         return self.client.user_id(login)
 
-    def logs(self, lines: int = 40) -> str:
-        return _tail((self.run_dir / "trytond.log").read_text(errors="replace"), lines)
-
-    def stop(self) -> None:
+    def _close_clients(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
-        _terminate(self.process)
 
 
 def start_tryton(run_dir: Path, *, peer_dir: Path = PEER_DIR, ready_timeout: float = 90.0) -> Tryton:
@@ -458,7 +415,7 @@ def start_tryton(run_dir: Path, *, peer_dir: Path = PEER_DIR, ready_timeout: flo
     started = time.monotonic()
     shutil.copyfile(template / f"{DATABASE}.sqlite", run_dir / f"{DATABASE}.sqlite")
     ids = json.loads((template / "bootstrap.json").read_text())
-    port = _free_port()
+    port = harness.free_port()
     process = _start_server(venv, run_dir, _write_conf(run_dir, port=port))
     erp = Tryton(venv, run_dir, process, port, DATABASE, {ADMIN_LOGIN: ADMIN_PASSWORD, **USERS}, ids)
     erp.timings.update(install=installing, init=building.get("init", 0.0), bootstrap=building.get("bootstrap", 0.0))
@@ -471,14 +428,9 @@ def start_tryton(run_dir: Path, *, peer_dir: Path = PEER_DIR, ready_timeout: flo
     return erp
 
 
-@contextmanager
-def running_tryton(run_dir: Path, **options: Any) -> Iterator[Tryton]:
+def running_tryton(run_dir: Path, **options: Any) -> AbstractContextManager[Tryton]:
     """`start_tryton`, stopped on the way out."""
-    erp = start_tryton(run_dir, **options)
-    try:
-        yield erp
-    finally:
-        erp.stop()
+    return harness.running(start_tryton, run_dir, **options)
 
 
 # ---- shared pieces ------------------------------------------------------------------------------------
@@ -507,16 +459,6 @@ def _start_server(venv: Path, folder: Path, conf: Path) -> subprocess.Popen[byte
                                 stdin=subprocess.DEVNULL)
 
 
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 def _clean_env(environ: Mapping[str, str]) -> dict[str, str]:
     dropped = {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYENV_VERSION", "TRYTOND_CONFIG", "TRYTONPASSFILE"}
     return {**{k: v for k, v in environ.items() if k not in dropped and not k.startswith("TRYTOND_")},
@@ -525,32 +467,14 @@ def _clean_env(environ: Mapping[str, str]) -> dict[str, str]:
 
 def _wait_until_answering(process: subprocess.Popen[bytes], url: str, folder: Path, timeout: float) -> None:
     """Until `common.server.version` on /rpc/ answers (the pool for -d is loaded before the server listens)."""
-    deadline = time.monotonic() + timeout
     body = dumps({"id": 0, "method": "common.server.version", "params": []})
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise PeerFailed(f"trytond exited {process.returncode} before answering:\n"
-                             f"{_tail((folder / 'trytond.log').read_text(errors='replace'))}")
-        try:
-            answer = httpx.post(f"{url}/rpc/", content=body, headers={"Content-Type": "application/json"},
-                                timeout=2)
-            if answer.status_code == 200 and "result" in answer.json():
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise PeerFailed(f"trytond did not answer common.server.version within {timeout:.0f} s:\n"
-                     f"{_tail((folder / 'trytond.log').read_text(errors='replace'))}")
 
+    def answers() -> bool:
+        answer = httpx.post(f"{url}/rpc/", content=body, headers={"Content-Type": "application/json"}, timeout=2)
+        return answer.status_code == 200 and "result" in answer.json()
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.splitlines()[-lines:])
+    harness.wait_until_answering(process, answers, server="trytond", probe="common.server.version",
+                                 log=folder / "trytond.log", timeout=timeout, failed=PeerFailed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -563,10 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for login, password in erp.users.items():
             print(f"user      {login} / {password}")
         print("ids       " + ", ".join(f"{k}={v}" for k, v in sorted(erp.ids.items())))
-        print("timings   " + ", ".join(f"{k} {v:.1f} s" for k, v in erp.timings.items()))
-        print("Ctrl-C stops it.", flush=True)
-        with suppress(KeyboardInterrupt):
-            erp.process.wait()
+        print(f"timings   {harness.format_timings(erp.timings)}")
+        harness.serve_until_ctrl_c(erp)
     return 0
 
 
