@@ -77,6 +77,12 @@ class LiveHub:
 def live(bottlecrm: BottleCRM, tmp_path: Path) -> Iterator[LiveHub]:
     maps = tmp_path / "maps"
     shutil.copytree(DEFAULT_DIR, maps, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    # the MES owns the diagnosis here, so the hub has a field to write into BottleCRM
+    (maps / "mes.toml").write_text('[system]\nrank = 30\n[fields."fault.description"]\nfield = "production.notes"\n'
+                                   'owner = true\n')
+    text = (maps / "bottlecrm.toml").read_text()
+    (maps / "bottlecrm.toml").write_text(text.replace('field = "case.description"\nowner = true',
+                                                      'field = "case.description"\ndirection = "write"'))
     port = free_port()
     hook_url = f"http://127.0.0.1:{port}/webhooks/crm"
     secret = bottlecrm.register_webhook(hook_url, ["ticket.created", "ticket.updated", "contact.created",
@@ -93,6 +99,8 @@ base_url = "{bottlecrm.base_url}"
 hub_author = "{HUB_USER}"
 [systems.wms]
 base_url = "http://wms.test/"
+[systems.mes]
+base_url = "http://mes.test/"
 """)
     settings = load_settings(config, environ={})
     engine = make_engine(settings.hub.database_url)
@@ -149,17 +157,18 @@ def test_a_phone_changed_in_bottlecrm_reaches_the_subscribed_wms(bottlecrm: Bott
 
 
 def test_the_hubs_write_into_bottlecrm_does_not_echo(bottlecrm: BottleCRM, live: LiveHub) -> None:
-    """The hub writing a status into the real CRM hears the webhook its write fires as an echo."""
+    """The hub writing the diagnosis into the real CRM hears the webhook its write fires as an echo."""
     case_id, ticket_id, _ = _open_case(bottlecrm, live, "Hub: crank jams 3")
     with live.hub.store.unit_of_work() as uow:
         seen = len(uow.tickets.history(ticket_id))
     before = live.received()
-    result = live.crm.write(WriteRequest(1, ticket_id, "crm", case_id, {"case.status": "Pending"}, 1))
+    result = live.crm.write(WriteRequest(1, ticket_id, "crm", case_id, {"case.description": "Worn crank"}, 1))
     assert result.status_code == 200, result.error
     wait_until(lambda: live.received() > before, 20, 0.2, "the write's webhook")
     live.process_all()
     with live.hub.store.unit_of_work() as uow:
         after = uow.tickets.history(ticket_id)[seen:]
-        status = uow.tickets.get(ticket_id).fields["status"].value
+        fields = uow.tickets.get(ticket_id).fields
     assert after and {h.outcome for h in after} == {"echo"} and {h.author for h in after} == {HUB_USER}
-    assert status == "new"
+    assert "fault.description" in {h.field for h in after} and "fault.description" not in fields
+    assert fields["status"].value == "new"
