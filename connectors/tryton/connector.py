@@ -42,7 +42,7 @@ UNKNOWN_AUTHOR = "unknown"
 # Tryton error types that no retry can mend: the record or the value is refused as it is
 REFUSALS = {"UserError", "UserWarning", "ValidationError", "RequiredValidationError", "SizeValidationError",
             "DigitsValidationError", "SelectionValidationError", "DomainValidationError", "AccessError",
-            "ForeignKeyError", "SQLConstraintError", "AccessDenied"}
+            "ForeignKeyError", "SQLConstraintError", "AccessDenied", "Forbidden"}
 
 
 def schema_for(model: str) -> Mapping[str, FieldSchema]:

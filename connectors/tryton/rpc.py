@@ -3,7 +3,8 @@
 Every answer is HTTP 200; a failure is `{"error": [type, details]}` in the body (docs/peers/tryton.md).
 This module turns those into `TrytonFault` with the type kept, so the connector can decide what each
 means for the hub (a stale `_timestamp` is a conflict to retry; a UserError a refusal no retry mends).
-A session that expired (HTTP 401/403) is renewed once by logging in again.
+A session that expired (HTTP 401) is renewed once by logging in again; a method Tryton does not expose
+answers 403.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class TrytonSession:
         """Call `method` with `params`; the result, decoded. Raises TrytonFault or TrytonUnreachable."""
         header = self._session()
         response = self._post(method, list(params), header)
-        if response.status_code in (401, 403):  # the session expired or was revoked: log in once more
+        if response.status_code == 401:  # the session expired or was revoked: log in once more
             with self._lock:
                 if self._header == header:
                     self._header = None
@@ -149,9 +150,10 @@ class TrytonSession:
             raise TrytonUnreachable(f"Tryton at {self.url} did not answer {method}: {type(exc).__name__}") from exc
 
     def _result(self, method: str, response: httpx.Response) -> Any:
-        if response.status_code in (401, 403):
-            raise TrytonFault("AccessDenied", f"Tryton refused the credentials of {self.login} "
-                              f"(HTTP {response.status_code})")
+        if response.status_code == 401:
+            raise TrytonFault("AccessDenied", f"Tryton refused the credentials of {self.login} (HTTP 401)")
+        if response.status_code == 403:  # Tryton's answer to a method that does not exist or is not exposed
+            raise TrytonFault("Forbidden", f"Tryton refused to run {method} (HTTP 403: no such method or button)")
         if response.status_code >= 400:
             raise TrytonUnreachable(f"Tryton answered HTTP {response.status_code} to {method}",
                                     response.status_code)

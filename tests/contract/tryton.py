@@ -180,6 +180,16 @@ class TrytonContract:
         assert "NO-SUCH-PART" in (result.error or "")
         assert ticket not in [r.fields["reference"] for r in mes.poll(None)]
 
+    def test_a_button_that_does_not_exist_is_forbidden_not_a_login_problem(self, peer: Peer) -> None:
+        """Tryton answers 403 to a method it does not expose; the session stays good for the next call."""
+        _, local_id = self._production(peer)
+        mes = peer.connector("production")
+        with pytest.raises(TrytonFault) as refused:
+            mes.session.call("model.production.finish", [int(local_id)], mes.session.context())
+        assert refused.value.kind == "Forbidden" and "model.production.finish" in str(refused.value)
+        [record] = mes.read(local_id)
+        assert record.fields["state"] == "draft"
+
     def test_a_wrong_password_is_a_connector_error_that_names_the_user_not_the_password(self, peer: Peer) -> None:
         with pytest.raises(ConnectorError) as refused:
             peer.bad_password.read("1")
