@@ -190,6 +190,16 @@ class TrytonContract:
         [record] = mes.read(local_id)
         assert record.fields["state"] == "draft"
 
+    def test_a_session_that_ended_is_renewed_by_logging_in_again(self, peer: Peer) -> None:
+        """After Tryton forgets the hub's session (timeout, logout), the next call logs in again and works."""
+        _, local_id = self._production(peer)
+        mes = peer.connector("production")
+        ended = mes.session.context() and mes.session._header
+        mes.session.call("common.db.logout")
+        [record] = mes.read(local_id)
+        assert record.local_id == local_id
+        assert mes.session._header not in (None, ended)  # a new session, not the old one still accepted
+
     def test_a_wrong_password_is_a_connector_error_that_names_the_user_not_the_password(self, peer: Peer) -> None:
         with pytest.raises(ConnectorError) as refused:
             peer.bad_password.read("1")
