@@ -14,10 +14,11 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import Receive, Scope, Send
 
 from hub.bootstrap import Hub
 from hub.errors import InvalidTicketId, TicketNotFound
-from hub.intake import intake_router, load_webhook_secrets
+from hub.intake import WebhookIntake, load_webhook_secrets
 from hub.ops_api import ops_router
 from hub.ticket_ids import parse_ticket_id
 from hub.views import audit_json, ticket_json
@@ -25,16 +26,33 @@ from hub.views import audit_json, ticket_json
 _bearer = HTTPBearer(auto_error=False)
 
 
+class HubApp(FastAPI):
+    """FastAPI, with `POST /webhooks/{system}` answered by the intake's plain ASGI handler before any of
+    FastAPI's middleware and routing run (the hot path; the route stays registered and documented)."""
+
+    intake: WebhookIntake | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        intake = self.intake
+        system = intake.system_of(scope) if intake is not None else None
+        if system is not None:
+            assert intake is not None
+            await intake.serve(system, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(hub: Hub, api_token: str, webhook_secrets: Mapping[str, Sequence[str]] | None = None,
                publish_deliveries: Callable[[list[int]], None] | None = None,
                broker_check: Callable[[], None] | None = None) -> FastAPI:
     if not api_token:
         raise ValueError("the API needs a bearer token")
-    app = FastAPI(title="tickethub", version="0.1.0",
-                  description="One service ticket, consistent across CRM, ERP, MES, WMS and courier systems.")
+    app = HubApp(title="tickethub", version="0.1.0",
+                 description="One service ticket, consistent across CRM, ERP, MES, WMS and courier systems.")
     if webhook_secrets is None:  # resolved once, here at start: a malformed secret stops the app (ConfigError)
         webhook_secrets = load_webhook_secrets(hub.settings, os.environ)
-    app.include_router(intake_router(hub, webhook_secrets))
+    app.intake = WebhookIntake(hub, webhook_secrets)
+    app.include_router(app.intake.router())
 
     def require_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
         if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), api_token.encode()):

@@ -79,50 +79,62 @@ def load_webhook_secrets(settings: Settings, environ: Mapping[str, str]) -> dict
     return secrets
 
 
-def intake_router(hub: Hub, secrets: Mapping[str, Sequence[str]], *, max_body_bytes: int = MAX_BODY_BYTES,
-                  tolerance: float = DEFAULT_TOLERANCE) -> APIRouter:
-    """The webhook route for the hub's configured systems, verifying with `secrets` (system -> active)."""
-    active = {name: tuple(values) for name, values in secrets.items()}
-    router = APIRouter(tags=["webhooks"])
+class Rejected(Exception):
+    """A webhook refused with `status` and a message saying what is wrong (already logged and counted)."""
 
-    def reject(status: int, system: str, reason: str, event_id: str | None = None) -> HTTPException:
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class WebhookIntake:
+    """The checks and the store behind `POST /webhooks/{system}`, served two ways with the same answers:
+    as a FastAPI route (`router()`, which also documents it in the OpenAPI schema) and as a plain ASGI
+    handler (`serve`) that the hub's app runs ahead of FastAPI's routing, dependency solving and response
+    validation, which cost more per webhook than checking and storing it."""
+
+    PREFIX = "/webhooks/"
+
+    def __init__(self, hub: Hub, secrets: Mapping[str, Sequence[str]], *, max_body_bytes: int = MAX_BODY_BYTES,
+                 tolerance: float = DEFAULT_TOLERANCE):
+        self.hub, self.max_body_bytes, self.tolerance = hub, max_body_bytes, tolerance
+        self.active = {name: tuple(values) for name, values in secrets.items()}
+
+    def reject(self, status: int, system: str, reason: str, event_id: str | None = None) -> Rejected:
         log.warning("webhook rejected", system=system, event_id=event_id, status=status, reason=reason)
-        label = system if system in hub.settings.systems else "(unknown)"  # unbounded labels would explode
+        label = system if system in self.hub.settings.systems else "(unknown)"  # unbounded labels would explode
         metrics.EVENTS.labels(label, f"rejected_{status}").inc()
-        return HTTPException(status, reason)
+        return Rejected(status, reason)
 
-    @router.post(
-        "/webhooks/{system}", status_code=202, response_model=WebhookAccepted,
-        summary="Receive a system's signed change notice into the inbox",
-        responses={status: {"model": ErrorBody, "description": text} for status, text in (
-            (401, "no secret configured, or a missing, forged or stale signature"),
-            (404, "unknown system"), (413, "body too large"), (415, "not JSON"),
-            (422, "malformed JSON, or a payload the system's connector cannot parse"))},
-        openapi_extra=_OPENAPI_EXTRA,
-    )
-    async def receive_webhook(system: str, request: Request) -> WebhookAccepted:
-        settings = hub.settings.systems.get(system)
-        if settings is None:
-            raise reject(404, system, f"no system `{system}` is configured")
-        body = await _read_limited(request, max_body_bytes)
-        if body is None:
-            raise reject(413, system, f"body is over the {max_body_bytes}-byte limit for webhooks")
+    def known(self, system: str) -> None:
+        if system not in self.hub.settings.systems:
+            raise self.reject(404, system, f"no system `{system}` is configured")
 
-        if not active.get(system):
+    def too_large(self, system: str) -> Rejected:
+        return self.reject(413, system, f"body is over the {self.max_body_bytes}-byte limit for webhooks")
+
+    def check(self, system: str, headers: Mapping[str, str], body: bytes) -> tuple[str, Any]:
+        """(event id, payload) of a webhook that passes every check after size; Rejected otherwise."""
+        settings = self.hub.settings.systems[system]
+        if not self.active.get(system):
             variable = settings.webhook_secrets_env
             fix = (f"set the secret(s) in ${variable}" if variable else
                    f"set webhook_secrets_env = \"TICKETHUB_{system.upper().replace('-', '_')}_WEBHOOK_SECRETS\""
                    f" under [systems.{system}] and put the secret(s) in that variable")
-            raise reject(401, system, f"no webhook secret is configured for {system}: {fix}")
+            raise self.reject(401, system, f"no webhook secret is configured for {system}: {fix}")
         try:
-            external_id = verifier_for(settings.type)(active[system], request.headers, body,
-                                                      hub.clock().timestamp(), tolerance=tolerance)
+            external_id = verifier_for(settings.type)(self.active[system], headers, body,
+                                                      self.hub.clock().timestamp(), tolerance=self.tolerance)
         except SignatureError as exc:
-            raise reject(401, system, f"signature check failed: {exc}") from None
+            raise self.reject(401, system, f"signature check failed: {exc}") from None
 
-        problem = _content_type_problem(request.headers.get("content-type", ""))
+        problem = _content_type_problem(headers.get("content-type", ""))
         if problem:
-            raise reject(415, system, problem, external_id)
+            raise self.reject(415, system, problem, external_id)
         try:
             payload = _parse_json(body)
             if len(external_id) > MAX_EVENT_ID or not _EVENT_ID.match(external_id):
@@ -132,12 +144,98 @@ def intake_router(hub: Hub, secrets: Mapping[str, Sequence[str]], *, max_body_by
             if parser is not None:
                 parser(system, payload)
         except InvalidValue as exc:
-            raise reject(422, system, str(exc), external_id) from None
+            raise self.reject(422, system, str(exc), external_id) from None
+        return external_id, payload
 
-        event_id, duplicate = await run_in_threadpool(accept_event, hub, system, external_id, payload)
-        return WebhookAccepted(event_id=event_id, duplicate=duplicate)
+    async def store(self, system: str, external_id: str, payload: Any) -> tuple[str, bool]:
+        return await run_in_threadpool(accept_event, self.hub, system, external_id, payload)
 
-    return router
+    # ---- served as plain ASGI ------------------------------------------------------------------
+
+    def system_of(self, scope: Mapping[str, Any]) -> str | None:
+        """The system named by a `POST /webhooks/{system}` request, or None for any other request."""
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(self.PREFIX):
+            return None
+        path = scope["path"]
+        system = path[len(self.PREFIX):]
+        return system if system and "/" not in system else None
+
+    async def serve(self, system: str, scope: Mapping[str, Any], receive: Any, send: Any) -> None:
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:  # the first of repeated headers counts, as in Starlette
+            headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        try:
+            self.known(system)
+            body = await self._receive_limited(headers, receive)
+            if body is None:
+                raise self.too_large(system)
+            external_id, payload = self.check(system, headers, body)
+            event_id, duplicate = await self.store(system, external_id, payload)
+        except Rejected as exc:
+            await _send_json(send, exc.status, {"detail": exc.reason})
+            return
+        except _Disconnected:
+            return  # the client went away before sending the whole body: nothing stored, nobody to answer
+        await _send_json(send, 202, {"event_id": event_id, "duplicate": duplicate})
+
+    async def _receive_limited(self, headers: Mapping[str, str], receive: Any) -> bytes | None:
+        """The body, or None as soon as it is known to exceed the limit."""
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            return None
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    # ---- served (and documented) by FastAPI ----------------------------------------------------
+
+    def router(self) -> APIRouter:
+        router = APIRouter(tags=["webhooks"])
+
+        @router.post(
+            "/webhooks/{system}", status_code=202, response_model=WebhookAccepted,
+            summary="Receive a system's signed change notice into the inbox",
+            responses={status: {"model": ErrorBody, "description": text} for status, text in (
+                (401, "no secret configured, or a missing, forged or stale signature"),
+                (404, "unknown system"), (413, "body too large"), (415, "not JSON"),
+                (422, "malformed JSON, or a payload the system's connector cannot parse"))},
+            openapi_extra=_OPENAPI_EXTRA,
+        )
+        async def receive_webhook(system: str, request: Request) -> WebhookAccepted:
+            try:
+                self.known(system)
+                body = await _read_limited(request, self.max_body_bytes)
+                if body is None:
+                    raise self.too_large(system)
+                external_id, payload = self.check(system, request.headers, body)
+            except Rejected as exc:
+                raise HTTPException(exc.status, exc.reason) from None
+            event_id, duplicate = await self.store(system, external_id, payload)
+            return WebhookAccepted(event_id=event_id, duplicate=duplicate)
+
+        return router
+
+
+def intake_router(hub: Hub, secrets: Mapping[str, Sequence[str]], *, max_body_bytes: int = MAX_BODY_BYTES,
+                  tolerance: float = DEFAULT_TOLERANCE) -> APIRouter:
+    """The webhook route for the hub's configured systems, verifying with `secrets` (system -> active)."""
+    return WebhookIntake(hub, secrets, max_body_bytes=max_body_bytes, tolerance=tolerance).router()
+
+
+async def _send_json(send: Any, status: int, content: Mapping[str, Any]) -> None:
+    body = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:

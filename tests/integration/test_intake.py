@@ -340,3 +340,30 @@ def test_logs_never_contain_a_secret_or_a_signature(sender: Sender, hub: Hub) ->
     rejected = [e for e in logs if e["event"] == "webhook rejected"]
     assert {e["status"] for e in rejected} == {401, 422} and all(e["system"] for e in rejected)
     assert any(e["event_id"] == "msg_bad" for e in rejected)
+
+
+def test_plain_asgi_path_and_documented_route_answer_alike(hub: Hub) -> None:
+    """The hub's app answers webhooks ahead of FastAPI's routing; the FastAPI route (what the OpenAPI
+    document describes) gives the same status and body for every kind of request."""
+    fast = TestClient(create_app(hub, TOKEN, {"crm": [SECRET], "erp": [SECRET]}))
+    plain = FastAPI()
+    plain.include_router(intake_router(hub, {"crm": [SECRET], "erp": [SECRET]}))
+    documented = TestClient(plain)
+    assert "/webhooks/{system}" in fast.get("/openapi.json").json()["paths"]
+    cases: list[dict[str, Any]] = [
+        {"msg_id": "same_1"}, {"msg_id": "same_1"}, {"msg_id": "same_2", "secret": "whsec_Zm9yZ2Vk"},
+        {"msg_id": "same_3", "system": "nowhere"}, {"msg_id": "same_4", "system": "mes"},
+        {"msg_id": "same_5", "content_type": "text/plain"}, {"msg_id": "same_6", "body": b"{"},
+        {"msg_id": "same_7", "body": encode({"local_id": 1})},
+        {"msg_id": "same_8", "body": b"x" * (MAX_BODY_BYTES + 1)},
+    ]
+    answers = []
+    for client in (fast, documented):
+        with hub.store.unit_of_work() as uow:  # each client starts from an empty inbox
+            uow.conn.exec_driver_sql("DELETE FROM inbox_events")
+            uow.commit()
+        sender = Sender(client, hub)
+        answers.append([(r.status_code, r.json()) for r in (sender.post(c.pop("body", None), **c)
+                                                            for c in [dict(c) for c in cases])])
+    assert answers[0] == answers[1]
+    assert [status for status, _ in answers[0]] == [202, 202, 401, 404, 401, 415, 422, 422, 413]
