@@ -97,51 +97,96 @@ def read_records(hub: Hub, system: str, payload: Any,
 
 def process_event(hub: Hub, event_id: str, connector_for: Callable[[str], Connector] | None = None) -> Processed:
     """Turn a stored event into changes on its ticket(s). Idempotent: a processed event is left alone.
-    A system that cannot be read right now (ConnectorError) leaves the event for the sweeper to retry."""
+    A system that cannot be read right now (ConnectorError) leaves the event for the sweeper to retry.
+
+    A notice that carries its record (generic systems) is parsed inside the first transaction. On SQLite,
+    where one transaction writes at a time anyway, that transaction then applies it too; on PostgreSQL new
+    ticket IDs are reserved and committed first (see `_reserve_ids`), then a second one applies. A notice
+    that only names what changed is read from its system (HTTP) with no transaction open."""
     with hub.store.unit_of_work() as uow:
         event = uow.inbox.get(event_id)
-    if event is None:
-        raise KeyError(f"no event {event_id}")
-    if event["state"] != "received":
-        return Processed(event_id, f"already {event['state']}", event["ticket_id"])
-    try:
-        records: list[SourceRecord] | Exception = read_records(hub, event["system"], event["payload"], connector_for)
-    except (InvalidValue, ConnectorError) as exc:
-        if isinstance(exc, ConnectorError) and not isinstance(exc, RecordNotFound):
-            log.warning("event waits: system unreadable", system=event["system"], event_id=event_id, error=str(exc))
-            raise
-        records = exc
-    new_ids = {} if isinstance(records, Exception) else _reserve_ids(hub, records, event["received_at"])
+        if event is None:
+            raise KeyError(f"no event {event_id}")
+        if event["state"] != "received":
+            return Processed(event_id, f"already {event['state']}", event["ticket_id"])
+        if not _needs_read(hub, event["system"], connector_for):
+            records = _records_or_error(hub, event, None)
+            if hub.engine.dialect.name == "sqlite":
+                processed = _apply_event(hub, uow, event, records, {})
+                return _logged(processed, event["system"])
+            new_ids = {} if isinstance(records, Exception) else _reserve_ids(hub, uow, records, event["received_at"])
+            if new_ids:
+                uow.commit()
+    if _needs_read(hub, event["system"], connector_for):
+        records = _records_or_error(hub, event, connector_for)
+        new_ids = {}
+        if not isinstance(records, Exception):
+            with hub.store.unit_of_work() as uow:
+                new_ids = _reserve_ids(hub, uow, records, event["received_at"])
+                if new_ids:
+                    uow.commit()
     with hub.store.unit_of_work() as uow:
-        current = uow.inbox.get(event_id)
+        current = uow.inbox.get(event_id, lock=True)
         if current is None or current["state"] != "received":  # another worker got there first
             return Processed(event_id, f"already {current['state'] if current else 'gone'}")
-        now = hub.clock()
-        try:
-            if isinstance(records, Exception):
-                raise records
-            processed = Processed(event_id, "processed")
-            for record in records:
-                one = _ingest(hub, uow, record, event_id, event["received_at"], now, new_ids)
-                processed = Processed(event_id, "processed", processed.ticket_id or one.ticket_id,
-                                      processed.created or one.created, processed.outcomes + one.outcomes)
-        except (InvalidValue, OrphanRecord, RecordNotFound) as exc:
-            state = "orphan" if isinstance(exc, (OrphanRecord, RecordNotFound)) else "rejected"
-            uow.inbox.mark(event_id, state, now, error=str(exc))
-            uow.commit()
-            log.warning("event not applied", system=event["system"], event_id=event_id, state=state, error=str(exc))
-            return Processed(event_id, state, error=str(exc))
-        uow.inbox.mark(event_id, "processed", now, ticket_id=processed.ticket_id)
-        scheduled = []
-        for ticket_id in dict.fromkeys(_ticket_ids(uow, records)):
-            scheduled.extend(uow.deliveries.schedule(ticket_id, now))
+        processed = _apply_event(hub, uow, event, records, new_ids)
+    return _logged(processed, event["system"])
+
+
+def _needs_read(hub: Hub, system: str, connector_for: Callable[[str], Connector] | None) -> bool:
+    kind = hub.settings.systems[system].type if system in hub.settings.systems else "generic"
+    return kind != "generic" and connector_for is not None
+
+
+def _records_or_error(hub: Hub, event: Mapping[str, Any], connector_for: Callable[[str], Connector] | None
+                      ) -> list[SourceRecord] | Exception:
+    try:
+        return read_records(hub, event["system"], event["payload"], connector_for)
+    except (InvalidValue, ConnectorError) as exc:
+        if isinstance(exc, ConnectorError) and not isinstance(exc, RecordNotFound):
+            log.warning("event waits: system unreadable", system=event["system"], event_id=event["event_id"],
+                        error=str(exc))
+            raise
+        return exc
+
+
+def _apply_event(hub: Hub, uow: Any, event: Mapping[str, Any], records: list[SourceRecord] | Exception,
+                 new_ids: Mapping[tuple[str, str], str]) -> Processed:
+    """Apply the event's records, mark it, schedule deliveries, and commit (one transaction)."""
+    event_id, now = event["event_id"], hub.clock()
+    ticket_ids: list[str] = []
+    try:
+        if isinstance(records, Exception):
+            raise records
+        processed = Processed(event_id, "processed")
+        for record in records:
+            one = _ingest(hub, uow, record, event_id, event["received_at"], now, new_ids)
+            ticket_ids.append(one.ticket_id or "")
+            processed = Processed(event_id, "processed", processed.ticket_id or one.ticket_id,
+                                  processed.created or one.created, processed.outcomes + one.outcomes)
+    except (InvalidValue, OrphanRecord, RecordNotFound) as exc:
+        state = "orphan" if isinstance(exc, (OrphanRecord, RecordNotFound)) else "rejected"
+        uow.inbox.mark(event_id, state, now, error=str(exc))
         uow.commit()
-    processed = replace(processed, deliveries=tuple(scheduled))
+        log.warning("event not applied", system=event["system"], event_id=event_id, state=state, error=str(exc))
+        return Processed(event_id, state, error=str(exc))
+    uow.inbox.mark(event_id, "processed", now, ticket_id=processed.ticket_id)
+    scheduled = []
+    for ticket_id in dict.fromkeys(t for t in ticket_ids if t):
+        scheduled.extend(uow.deliveries.schedule(ticket_id, now))
+    uow.commit()
+    return replace(processed, deliveries=tuple(scheduled))
+
+
+def _logged(processed: Processed, system: str) -> Processed:
+    if processed.state != "processed":
+        return processed
     for outcome in processed.outcomes:
         if outcome.kind not in ("applied", "duplicate"):
             log.info("change rejected", ticket_id=processed.ticket_id, system=outcome.change.provenance.system,
-                     event_id=event_id, field=outcome.change.field, outcome=outcome.kind, target=outcome.target)
-    log.info("event processed", ticket_id=processed.ticket_id, system=event["system"], event_id=event_id,
+                     event_id=processed.event_id, field=outcome.change.field, outcome=outcome.kind,
+                     target=outcome.target)
+    log.info("event processed", ticket_id=processed.ticket_id, system=system, event_id=processed.event_id,
              created=processed.created, applied=sum(o.kind == "applied" for o in processed.outcomes))
     return processed
 
@@ -151,19 +196,22 @@ def _ingest(hub: Hub, uow: Any, record: SourceRecord, event_id: str, received_at
     mapping = hub.mappings.systems.get(record.system)
     if mapping is None:
         raise UnknownSystem(f"no system `{record.system}` is configured")
-    ticket_id = uow.tickets.find_by_xref(record.system, record.local_id)
     created = False
-    if ticket_id is None:
-        if not hub.settings.systems[record.system].origin:
-            raise OrphanRecord(
-                f"{record.system} record {record.local_id} is linked to no ticket, and {record.system}"
-                " is not a ticket origin"
-            )
+    if hub.settings.systems[record.system].origin:  # it looks the link up first
         ticket_id, created = uow.tickets.get_or_create(
             record.system, record.local_id, hub.settings.hub.business_code, received_at,
             ticket_id=new_ids.get((record.system, record.local_id)),
         )
-    uow.tickets.lock(ticket_id)
+    else:
+        found = uow.tickets.find_by_xref(record.system, record.local_id)
+        if found is None:
+            raise OrphanRecord(
+                f"{record.system} record {record.local_id} is linked to no ticket, and {record.system}"
+                " is not a ticket origin"
+            )
+        ticket_id = found
+    if not created:  # a ticket created in this transaction is already ours, and empty
+        uow.tickets.lock(ticket_id)
 
     provenance = Provenance(
         system=record.system, author=record.author, author_rank=mapping.author_rank(record.author),
@@ -179,39 +227,30 @@ def _ingest(hub: Hub, uow: Any, record: SourceRecord, event_id: str, received_at
         except InvalidValue as exc:
             untranslatable.append((FieldChange(name, _jsonable(raw), provenance), str(exc)))
 
-    before = uow.tickets.load_state(ticket_id)
+    before = TicketState(ticket_id) if created else uow.tickets.load_state(ticket_id)
     changes, echoes = _split_hub_echo(hub, record, changes, before)
     result = apply_changes(before, changes, hub.mappings)
     rejected = tuple(
         Outcome("invalid_value", change, before.fields.get(change.field), reason) for change, reason in untranslatable
     )
     result = ApplyResult(result.state, echoes + rejected + result.outcomes)
-    uow.tickets.save(before, result, now)
+    uow.tickets.save(before, result, now, created=created)
     return Processed(event_id, "processed", ticket_id, created, result.outcomes)
 
 
-def _reserve_ids(hub: Hub, records: list[SourceRecord], received_at: datetime) -> dict[tuple[str, str], str]:
-    """Global IDs for records that may open a ticket, taken in their own short transaction first: the
-    day's counter row stays locked only for that moment, not for the whole apply (which serialised
-    every new ticket on PostgreSQL). An ID not used after all (another worker linked the record first)
-    is skipped, never reused."""
+def _reserve_ids(hub: Hub, uow: Any, records: list[SourceRecord], received_at: datetime
+                 ) -> dict[tuple[str, str], str]:
+    """Global IDs for records that may open a ticket, taken in a short transaction of their own (the
+    caller commits it at once): the day's counter row stays locked only for that moment, not for the
+    whole apply (which serialised every new ticket on PostgreSQL). An ID not used after all (another
+    worker linked the record first) is skipped, never reused."""
     wanted = [(r.system, r.local_id) for r in records
               if r.system in hub.settings.systems and hub.settings.systems[r.system].origin]
-    if not wanted:
-        return {}
     reserved: dict[tuple[str, str], str] = {}
-    with hub.store.unit_of_work() as uow:
-        for key in dict.fromkeys(wanted):
-            if uow.tickets.find_by_xref(*key) is None:
-                reserved[key] = uow.tickets.allocate_ticket_id(received_at.date(), hub.settings.hub.business_code)
-        if reserved:
-            uow.commit()
+    for key in dict.fromkeys(wanted):
+        if uow.tickets.find_by_xref(*key) is None:
+            reserved[key] = uow.tickets.allocate_ticket_id(received_at.date(), hub.settings.hub.business_code)
     return reserved
-
-
-def _ticket_ids(uow: Any, records: list[SourceRecord]) -> list[str]:
-    found = (uow.tickets.find_by_xref(r.system, r.local_id) for r in records)
-    return [t for t in found if t]
 
 
 def _jsonable(raw: Any) -> Any:

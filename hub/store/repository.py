@@ -6,8 +6,9 @@ repository never updates or deletes an audit row: history only grows.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
@@ -44,6 +45,7 @@ _LOAD_FIELDS = select(field_values).where(field_values.c.ticket_id == _ID)
 _LOAD_PENDING = select(outbox).where(outbox.c.ticket_id == _ID)
 _LOAD_DELIVERED = select(delivered_values).where(delivered_values.c.ticket_id == _ID)
 _GET_EVENT = select(inbox_events).where(inbox_events.c.event_id == bindparam("event_id"))
+_LOCK_EVENT = _GET_EVENT.with_for_update()
 _MARK_EVENT = (
     update(inbox_events)
     .where(inbox_events.c.event_id == bindparam("b_event_id"))
@@ -87,14 +89,20 @@ class AuditEntry:
 
 
 class Store:
-    """Hands out units of work on one engine."""
+    """Hands out units of work on one engine.
+
+    On SQLite every transaction takes the database's one write lock (BEGIN IMMEDIATE), and a transaction
+    that finds it taken polls for it with growing sleeps (up to 100 ms each). Threads of one process
+    therefore queue for it on a lock here instead, and are woken the moment it is free; only other
+    processes still poll."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self._writer: threading.RLock | None = threading.RLock() if engine.dialect.name == "sqlite" else None
 
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
-        with self.engine.connect() as conn:
+        with self._writer or nullcontext(), self.engine.connect() as conn:
             uow = UnitOfWork(conn)
             conn.begin()
             try:
@@ -112,8 +120,9 @@ class UnitOfWork:
         self.deliveries = DeliveryRepository(conn)
 
     def commit(self) -> None:
+        # The next statement, if any, begins the next transaction (autobegin). Beginning one here at once
+        # cost an empty BEGIN IMMEDIATE (SQLite's write lock) and a ROLLBACK on every unit of work.
         self.conn.commit()
-        self.conn.begin()
 
 
 def _upsert(conn: Connection, table: Any) -> Any:
@@ -129,6 +138,17 @@ def _replace_statement(dialect: str, table_name: str) -> Any:
     return stmt.on_conflict_do_update(
         index_elements=keys, set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
     )
+
+
+@cache
+def _accept_statement(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING event_id, with bound values; built once per dialect."""
+    return (insert_for(dialect, inbox_events)
+            .values(event_id=bindparam("a_event_id"), system=bindparam("a_system"),
+                    external_id=bindparam("a_external_id"), received_at=bindparam("a_received_at"),
+                    payload=bindparam("a_payload"), state="received")
+            .on_conflict_do_nothing()
+            .returning(inbox_events.c.event_id))
 
 
 def _replace(conn: Connection, table: Any) -> Any:
@@ -165,6 +185,13 @@ class TicketRepository:
         existing = self.find_by_xref(system, local_id)
         if existing is not None:
             return existing, False
+        if self.conn.dialect.name == "sqlite":  # the transaction holds the write lock: nobody links meanwhile
+            ticket_id = ticket_id or self.allocate_ticket_id(now.date(), code)
+            self.conn.execute(
+                insert(tickets).values(ticket_id=ticket_id, business_code=code, created_at=now, updated_at=now))
+            self.conn.execute(insert(xrefs).values(system=system, local_id=local_id, ticket_id=ticket_id,
+                                                   created_at=now))
+            return ticket_id, True
         with self.conn.begin_nested() as savepoint:
             ticket_id = ticket_id or self.allocate_ticket_id(now.date(), code)
             self.conn.execute(
@@ -215,14 +242,16 @@ class TicketRepository:
             delivered.setdefault(row.system, {})[row.field] = row.value
         return TicketState(ticket_id, fields, pending, delivered)
 
-    def save(self, before: TicketState, result: ApplyResult, now: datetime) -> None:
-        """Write what changed between `before` and `result.state`, and append the audit entries."""
+    def save(self, before: TicketState, result: ApplyResult, now: datetime, created: bool = False) -> None:
+        """Write what changed between `before` and `result.state`, and append the audit entries.
+        `created`: the ticket was created in this transaction (at `now`), so it needs no touching."""
         after, ticket_id = result.state, before.ticket_id
         changed = [(name, fv) for name, fv in after.fields.items() if before.fields.get(name) != fv]
         if changed:
             self.conn.execute(_replace(self.conn, field_values),
                               [_field_row(ticket_id, name, fv) for name, fv in changed])
-            self.conn.execute(_TOUCH_TICKET, {"b_ticket_id": ticket_id, "b_updated_at": now})
+            if not created:
+                self.conn.execute(_TOUCH_TICKET, {"b_ticket_id": ticket_id, "b_updated_at": now})
         self._save_pending(ticket_id, before, after, now)
         gone_marks = [
             (system, name)
@@ -316,17 +345,15 @@ class InboxRepository:
     def accept(self, system: str, external_id: str, payload: Any, now: datetime) -> tuple[str, bool]:
         """Store the event; return (event_id, duplicate). A repeated external id changes nothing."""
         event_id = f"{system}:{external_id}"
-        inserted = self.conn.execute(
-            _upsert(self.conn, inbox_events)
-            .values(event_id=event_id, system=system, external_id=external_id, received_at=now,
-                    payload=payload, state="received")
-            .on_conflict_do_nothing()
-            .returning(inbox_events.c.event_id)
-        ).scalar_one_or_none()
+        inserted = self.conn.execute(_accept_statement(self.conn.dialect.name), {
+            "a_event_id": event_id, "a_system": system, "a_external_id": external_id, "a_received_at": now,
+            "a_payload": payload}).scalar_one_or_none()
         return event_id, inserted is None
 
-    def get(self, event_id: str) -> dict[str, Any] | None:
-        row = self.conn.execute(_GET_EVENT, {"event_id": event_id}).one_or_none()
+    def get(self, event_id: str, lock: bool = False) -> dict[str, Any] | None:
+        """The event; with `lock`, its row is held until the transaction ends (PostgreSQL), so that two
+        workers given the same event apply it once."""
+        row = self.conn.execute(_LOCK_EVENT if lock else _GET_EVENT, {"event_id": event_id}).one_or_none()
         return None if row is None else dict(row._mapping)
 
     def mark(self, event_id: str, state: str, now: datetime, ticket_id: str | None = None,
