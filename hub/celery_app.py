@@ -1,7 +1,9 @@
 """The one Celery app. `configure_celery(settings)` points it at the broker; nothing happens at import.
 
 Without `broker_url` the hub uses an embedded broker that needs no server: kombu's filesystem
-transport, made safe for several processes (`hub.embedded_broker`), under `data_dir/broker`.
+transport, made safe for several processes (`hub.embedded_broker`), under `data_dir/broker`, polled every
+10 ms when idle (at 50 ms the wait alone took a tenth of the 50 ms intake-to-dispatch budget on average,
+all of it at the 99th percentile).
 Teams set `TICKETHUB_BROKER_URL` to `amqp://…` or `redis://…`.
 The database, not the broker, is the record of work: an event or delivery whose message a broker
 loses is published again by the sweeper, so a broker restart loses nothing accepted.
@@ -32,7 +34,7 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
         return {"broker_url": f"{embedded_broker.ALIAS}://", "broker_transport_options": {
             "data_folder_in": str(folder), "data_folder_out": str(folder), "control_folder": str(folder / "control"),
-            "polling_interval": 0.05}}
+            "polling_interval": 0.01}}
     options: dict[str, Any] = {}
     if url.startswith(("redis://", "rediss://")):
         # a countdown (retry) longer than the visibility timeout would be delivered twice
