@@ -3,7 +3,9 @@ sweeper (anything whose message was lost: a broker restart, a killed worker, a f
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -31,16 +33,30 @@ def sweep_once(hub: Hub) -> tuple[list[str], list[int]]:
 
 
 class Relay(threading.Thread):
-    """Publishes newly accepted events in batches; woken at once by intake, and on a timer anyway."""
+    """Publishes newly accepted events in batches: woken by intake with the accepted event's id, and on
+    a timer anyway (for events another API process accepted, or that a failed round left behind).
 
-    def __init__(self, hub: Hub, publish: Callable[[list[str]], None], interval: float, batch: int = 500):
+    Events it was told about are taken by primary key; the inbox is scanned for undispatched events at
+    most once per `interval`, since that scan walks the whole backlog of received events. Once woken it
+    waits `gather` seconds before taking them: a round (a transaction and a publish) per webhook cost the
+    API process more than the webhook itself."""
+
+    def __init__(self, hub: Hub, publish: Callable[[list[str]], None], interval: float, batch: int = 500,
+                 gather: float = 0.002):
         super().__init__(name="tickethub-relay", daemon=True)
-        self.hub, self.publish, self.interval, self.batch = hub, publish, interval, batch
+        self.hub, self.publish, self.interval, self.batch, self.gather = hub, publish, interval, batch, gather
         self.wake = threading.Event()
         self.stopped = threading.Event()
+        self._told: list[str] = []
+        self._told_lock = threading.Lock()
+        self._scanned_at = -math.inf
 
-    def notify(self, _event_id: str | None = None) -> None:
-        self.wake.set()
+    def notify(self, event_id: str | None = None) -> None:
+        if event_id is not None:
+            with self._told_lock:
+                self._told.append(event_id)
+        if not self.wake.is_set():  # under load it is already set: skip the lock and the notify
+            self.wake.set()
 
     def stop(self) -> None:
         self.stopped.set()
@@ -48,20 +64,36 @@ class Relay(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.is_set():
-            self.wake.wait(self.interval)
+            if self.wake.wait(self.interval) and self.gather:
+                time.sleep(self.gather)  # under load more arrive meanwhile: one round, one publish for them all
             self.wake.clear()
             try:
-                while self.relay_once() == self.batch:
+                while self.relay_once() >= self.batch:
                     pass
             except Exception:  # keep relaying; the sweeper covers whatever this round missed
                 log.exception("relay round failed")
 
     def relay_once(self) -> int:
-        with self.hub.store.unit_of_work() as uow:
-            ids = uow.deliveries.take_undispatched_events(self.hub.clock(), self.batch)
-            uow.commit()
-        if not ids:
+        """Publish one batch: the events intake told about, and (once per interval) any found undispatched.
+        Returns how many it handled, so that `run` goes on while there may be more."""
+        with self._told_lock:
+            told, self._told = self._told[:self.batch], self._told[self.batch:]
+        scan = time.monotonic() - self._scanned_at >= self.interval
+        if not told and not scan:
             return 0
+        ids: list[str] = []
+        with self.hub.store.unit_of_work() as uow:
+            if told:
+                ids = uow.deliveries.take_events_to_dispatch(told, self.hub.clock())
+            if scan:
+                self._scanned_at = time.monotonic()
+                ids += uow.deliveries.take_undispatched_events(self.hub.clock(), self.batch)
+            uow.commit()
+        if ids:
+            self._publish(ids)
+        return max(len(told), len(ids))
+
+    def _publish(self, ids: list[str]) -> None:
         try:
             self.publish(ids)
         except Exception:
@@ -69,4 +101,3 @@ class Relay(threading.Thread):
                 uow.conn.execute(update(inbox_events).where(inbox_events.c.event_id.in_(ids)).values(dispatched_at=None))
                 uow.commit()
             raise
-        return len(ids)

@@ -178,32 +178,93 @@ class DeliveryRepository:
 
     def take_undispatched_events(self, now: datetime, limit: int, stale_before: datetime | None = None) -> list[str]:
         """Received events never published (or, with `stale_before`, published that long ago and still not
-        processed); marks them dispatched now. Concurrent relays on PostgreSQL skip each other's rows."""
+        processed, unless merely queued behind a backlog: see `_behind_backlog`); marks them dispatched
+        now. Concurrent relays on PostgreSQL skip each other's rows."""
         condition: Any = inbox_events.c.dispatched_at.is_(None)
         if stale_before is not None:
             condition = or_(condition, inbox_events.c.dispatched_at < stale_before)
-        query = (select(inbox_events.c.event_id)
+        query = (select(inbox_events.c.event_id, inbox_events.c.received_at, inbox_events.c.dispatched_at)
                  .where(inbox_events.c.state == "received", condition)
                  .order_by(inbox_events.c.received_at).limit(limit))
+        if self.conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows = list(self.conn.execute(query))
+        if stale_before is not None and any(r.dispatched_at is not None for r in rows):
+            waiting = self._behind_backlog([r for r in rows if r.dispatched_at is not None], stale_before)
+            rows = [r for r in rows if r.event_id not in waiting]
+        ids = [r.event_id for r in rows]
+        if ids:
+            self.conn.execute(update(inbox_events).where(inbox_events.c.event_id.in_(ids)).values(dispatched_at=now))
+        return ids
+
+    def _behind_backlog(self, stale: list[Any], stale_before: datetime) -> set[str]:
+        """Of events published before `stale_before` and not processed, those merely queued: the workers
+        processed events in the last such period, but none published after them. Queues hand messages out
+        in order, so an event is presumed lost (or its processing failed) once an event published after it
+        was processed, or when nothing was processed for a whole period; publishing again an event that is
+        only waiting its turn lengthened every queue it was waiting in."""
+        done = inbox_events.c.state.in_(("processed", "orphan", "rejected"))
+        working = self.conn.execute(
+            select(inbox_events.c.event_id).where(done, inbox_events.c.processed_at >= stale_before).limit(1)
+        ).first()
+        if working is None:
+            return set()
+        frontier = self.conn.execute(
+            select(func.max(inbox_events.c.dispatched_at))
+            .where(done, inbox_events.c.received_at >= min(r.received_at for r in stale))
+        ).scalar_one_or_none()
+        return {r.event_id for r in stale if frontier is None or r.dispatched_at >= frontier}
+
+    def take_events_to_dispatch(self, event_ids: Sequence[str], now: datetime) -> list[str]:
+        """Of `event_ids`, those received and never published; marks them dispatched now. By primary key,
+        so it costs the same however long the inbox's backlog is."""
+        if not event_ids:
+            return []
+        query = select(inbox_events.c.event_id).where(
+            inbox_events.c.event_id.in_(event_ids), inbox_events.c.state == "received",
+            inbox_events.c.dispatched_at.is_(None))
         if self.conn.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         ids = list(self.conn.execute(query).scalars())
         if ids:
             self.conn.execute(update(inbox_events).where(inbox_events.c.event_id.in_(ids)).values(dispatched_at=now))
-        return ids
+        order = {event_id: position for position, event_id in enumerate(event_ids)}
+        return sorted(ids, key=order.__getitem__)
 
     def overdue(self, now: datetime, stale_before: datetime, limit: int = 1000) -> list[int]:
-        """Deliveries whose task was lost: pending too long, retry time long past, or lease run out."""
-        query = select(deliveries.c.id).where(or_(
+        """Deliveries whose task was lost: pending too long (unless merely queued behind a backlog, as
+        `_queued_behind` tells), retry time long past, or lease run out."""
+        query = select(deliveries.c.id, deliveries.c.state).where(or_(
             and_(deliveries.c.state == "pending", deliveries.c.updated_at < stale_before),
             and_(deliveries.c.state == "retry_wait", deliveries.c.next_attempt_at < stale_before),
             and_(deliveries.c.state == "in_flight", deliveries.c.lease_until < now),
         )).order_by(deliveries.c.id).limit(limit)
-        ids = [int(i) for i in self.conn.execute(query).scalars()]
+        rows = list(self.conn.execute(query))
+        pending = [int(r.id) for r in rows if r.state == "pending"]
+        waiting = self._queued_behind(pending, now, stale_before) if pending else set()
+        ids = [int(r.id) for r in rows if int(r.id) not in waiting]
         if ids:  # pushed back so that the next sweep does not publish them again at once
             self.conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), deliveries.c.state == "pending")
                               .values(updated_at=now))
         return ids
+
+    def _queued_behind(self, pending: list[int], now: datetime, stale_before: datetime) -> set[int]:
+        """Of deliveries pending since before `stale_before`, those merely queued: workers are writing
+        (a delivery in flight, or an attempt finished in that period), but none created after them was
+        claimed yet (tasks are published as deliveries are created, and queues hand them out in order).
+        The others are presumed lost."""
+        in_flight = self.conn.execute(
+            select(deliveries.c.id).where(deliveries.c.state == "in_flight", deliveries.c.lease_until > now).limit(1)
+        ).first()
+        last_attempt = self.conn.execute(
+            select(delivery_attempts.c.finished_at).order_by(delivery_attempts.c.id.desc()).limit(1)
+        ).scalar_one_or_none()
+        if in_flight is None and (last_attempt is None or last_attempt < stale_before):
+            return set()  # nobody is writing: not a backlog being worked through
+        frontier = self.conn.execute(
+            select(func.max(deliveries.c.id)).where(deliveries.c.id >= min(pending), deliveries.c.attempts > 0)
+        ).scalar_one_or_none()
+        return {i for i in pending if frontier is None or i > frontier}
 
     def unscheduled_tickets(self, limit: int = 1000) -> list[str]:
         """Tickets with outbox rows but no delivery in progress for that system (e.g. after a crash)."""

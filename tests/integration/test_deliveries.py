@@ -24,7 +24,7 @@ from hub.bootstrap import Hub, bootstrap
 from hub.config import load_settings
 from hub.delivery import DeliverOutcome, deliver_once, replay_delivery
 from hub.errors import UnknownSystem
-from hub.pipeline import sweep_once
+from hub.pipeline import Relay, sweep_once
 from hub.services import Processed, accept_event, process_event
 from hub.store.deliveries import Claim
 from hub.store.tables import deliveries
@@ -520,6 +520,56 @@ def test_sweep_redispatches_events_still_unprocessed_after_the_wait(hub: Hub, cl
     assert sweep_once(hub)[0] == []
 
 
+def test_sweep_leaves_events_queued_behind_a_backlog_until_a_later_one_is_processed(hub: Hub, clock: Clock) -> None:
+    """While workers are still processing events published before them, old unprocessed events are not
+    published again; once an event published after one of them is processed, that one is (presumed lost)."""
+    wait = hub.settings.delivery.redispatch_after_seconds
+    first, _ = accept_event(hub, "crm", "e1", crm_case(0, contact={"name": "Ada"}))
+    lost, _ = accept_event(hub, "crm", "e2", crm_case(1, contact={"name": "Bea"}))
+    assert sweep_once(hub)[0] == [first, lost]
+    clock.now += timedelta(seconds=10)
+    later, _ = accept_event(hub, "crm", "e3", crm_case(2, contact={"name": "Cy"}))
+    assert sweep_once(hub)[0] == [later]
+    clock.now += timedelta(seconds=wait + 1)
+    process_event(hub, first)  # the workers are busy with what was published first
+    assert sweep_once(hub)[0] == []
+    clock.now += timedelta(seconds=1)
+    process_event(hub, later)  # published after `lost`, yet processed: `lost`'s message is gone
+    assert sweep_once(hub)[0] == [lost]
+
+
+def test_relay_publishes_the_events_it_is_told_about_and_finds_the_others(hub: Hub) -> None:
+    """Events intake tells the relay about are published once; one accepted elsewhere (no notice) is
+    found by the relay's scan of the inbox, and nothing is published twice."""
+    published: list[str] = []
+    relay = Relay(hub, published.extend, interval=0)
+    hub.on_accept.append(relay.notify)
+    told = [accept_event(hub, "crm", f"e{n}", crm_case(n, contact={"name": "Ada"}))[0] for n in range(3)]
+    hub.on_accept.clear()
+    untold, _ = accept_event(hub, "crm", "e9", crm_case(9, contact={"name": "Bea"}))
+    relay.relay_once()
+    relay.notify(told[0])  # told twice: still published once
+    relay.relay_once()
+    assert published == [*told, untold]
+
+
+def test_relay_leaves_events_it_could_not_publish_for_the_next_round(hub: Hub) -> None:
+    """A failed publish marks the batch undispatched again, so the next round publishes it."""
+    published: list[str] = []
+
+    def broken(_ids: list[str]) -> None:
+        raise ConnectionError("broker down")
+
+    relay = Relay(hub, broken, interval=0)
+    event_id, _ = accept_event(hub, "crm", "e1", crm_case(0, contact={"name": "Ada"}))
+    relay.notify(event_id)
+    with pytest.raises(ConnectionError):
+        relay.relay_once()
+    relay.publish = published.extend
+    relay.relay_once()
+    assert published == [event_id]
+
+
 def test_sweep_republishes_pending_deliveries_whose_task_was_lost(hub: Hub, clock: Clock) -> None:
     """Deliveries still pending after redispatch_after_seconds are published again, and not at every sweep."""
     result = new_case(hub)
@@ -527,6 +577,18 @@ def test_sweep_republishes_pending_deliveries_whose_task_was_lost(hub: Hub, cloc
     clock.now += timedelta(seconds=hub.settings.delivery.redispatch_after_seconds + 1)
     assert sorted(sweep_once(hub)[1]) == sorted(result.deliveries)
     assert sweep_once(hub)[1] == []
+
+
+def test_sweep_leaves_pending_deliveries_queued_behind_a_backlog(hub: Hub, clock: Clock) -> None:
+    """Deliveries pending long while workers are still writing older ones are not published again; once
+    a delivery created after one of them has been claimed, that one is (its task is presumed lost)."""
+    first, second = new_case(hub, "CASE-1").deliveries, new_case(hub, "CASE-2").deliveries
+    clock.now += timedelta(seconds=hub.settings.delivery.redispatch_after_seconds + 1)
+    erp, wms = FakeSystem("erp"), FakeSystem("wms")
+    deliver(hub, first[0], erp, wms)  # workers busy with the oldest
+    assert sweep_once(hub)[1] == []
+    deliver(hub, second[-1], erp, wms)  # created after first[1] and second[0], yet written first
+    assert sorted(sweep_once(hub)[1]) == sorted([first[1], second[0]])
 
 
 def test_sweep_schedules_deliveries_for_outbox_rows_left_without_one(hub: Hub) -> None:
