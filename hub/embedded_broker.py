@@ -4,12 +4,15 @@ kombu 5.7's filesystem transport creates a message file and only then writes it,
 another process may already move and read it: it reads an empty file, the JSON error escapes the
 consumer loop and the worker exits (celery/kombu#1551). Here a message is written under a name no
 consumer looks at and renamed into place, which is atomic on one filesystem, so a consumer only ever
-sees whole messages. A consumer claims a message by renaming it into `.claimed/` in the same folder
-(atomic too; the upstream move to the system temp folder is a copy when that is another filesystem),
-and it sorts only its own queue's files, not the whole folder. A channel keeps the sorted names of its
-last listing for every queue, and lists the folder again only when the queue asked for has none left,
-and then at most every RELIST_SECONDS: listing a folder holding a backlog of thousands of messages on
-every get (the worker also polls its empty control queue) cost more than the message.
+sees whole messages. A consumer claims a message by renaming it into `.claimed/` beside it (atomic too;
+the upstream move to the system temp folder is a copy when that is another filesystem).
+
+Each queue has its own folder (`<queue>.queue/`), so a consumer lists only its queue's messages: with
+one folder for all queues, every get listed the whole backlog (the worker also polls its empty control
+queue), and listing thousands of waiting deliveries cost more than handling a message. A channel keeps
+the sorted names of its last listing and lists again only once they are used up, and an empty queue at
+most every RELIST_SECONDS. Messages left in the shared folder by an earlier version are moved into
+their queue's folder when a channel opens.
 """
 
 from __future__ import annotations
@@ -25,36 +28,47 @@ from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
 
 ALIAS = "tickethub-fs"
-RELIST_SECONDS = 0.005  # a queue found empty is looked for again after this long, at the soonest
+RELIST_SECONDS = 0.005  # an empty queue is listed again after this long, at the soonest
+_SUFFIX = ".msg"
 
 
 class Channel(filesystem.Channel):  # kombu's own signature: (queue, message)
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._listed: dict[str, deque[str]] = {}  # queue -> names from the last listing, not yet tried
-        self._unsorted: dict[str, list[str]] = {}  # queue -> names from the last listing, not yet sorted
-        self._listed_at = -RELIST_SECONDS
-        self._claimed_dir = os.path.join(self.data_folder_in, ".claimed")
-        os.makedirs(self._claimed_dir, exist_ok=True)
+        self._listed: dict[str, deque[str]] = {}  # queue -> names from its last listing, not yet tried
+        self._listed_at: dict[str, float] = {}
+        self._made: set[str] = set()
+        self._adopt_flat_messages()
+
+    def _folder(self, base: str, queue: str) -> str:
+        folder = os.path.join(base, queue.replace(os.sep, "%2F") + ".queue")
+        if folder not in self._made:
+            os.makedirs(os.path.join(folder, ".claimed"), exist_ok=True)
+            self._made.add(folder)
+        return folder
 
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        name = f"{int(round(monotonic() * 1000)):015d}_{uuid.uuid4()}.{queue}.msg"
-        partial = os.path.join(self.data_folder_out, f".partial-{uuid.uuid4()}")
+        folder = self._folder(self.data_folder_out, queue)
+        partial = os.path.join(folder, f".partial-{uuid.uuid4()}")
         with open(partial, "wb") as handle:
             handle.write(str_to_bytes(dumps(payload)))
-        os.replace(partial, os.path.join(self.data_folder_out, name))
+        os.replace(partial, os.path.join(folder, f"{int(round(monotonic() * 1000)):015d}_{uuid.uuid4()}{_SUFFIX}"))
 
     def _get(self, queue: str, timeout: Any = None) -> Any:
+        folder = self._folder(self.data_folder_in, queue)
         names = self._listed.get(queue)
         if not names:
-            if queue not in self._unsorted and monotonic() - self._listed_at >= RELIST_SECONDS:
-                self._relist()
-            names = self._listed[queue] = deque(sorted(self._unsorted.pop(queue, ())))
+            now = monotonic()
+            if now - self._listed_at.get(queue, -RELIST_SECONDS) < RELIST_SECONDS:
+                raise filesystem.Empty()
+            self._listed_at[queue] = now
+            # names sort oldest first: a millisecond clock leads them
+            names = self._listed[queue] = deque(sorted(self._messages(folder)))
         while names:
             name = names.popleft()
-            claimed = os.path.join(self._claimed_dir, name)
+            claimed = os.path.join(folder, ".claimed", name)
             try:
-                os.rename(os.path.join(self.data_folder_in, name), claimed)
+                os.rename(os.path.join(folder, name), claimed)
             except FileNotFoundError:  # another consumer took it first
                 continue
             with open(claimed, "rb") as handle:
@@ -63,15 +77,36 @@ class Channel(filesystem.Channel):  # kombu's own signature: (queue, message)
             return loads(bytes_to_str(payload))
         raise filesystem.Empty()
 
-    def _relist(self) -> None:
-        """List the folder once for every queue; each queue's names are sorted (oldest first: a millisecond
-        clock leads them) when that queue is next asked for."""
-        self._listed_at = monotonic()
-        self._unsorted = {}
+    def _size(self, queue: str) -> int:
+        return len(self._messages(self._folder(self.data_folder_in, queue)))
+
+    def _purge(self, queue: str) -> int:
+        folder, count = self._folder(self.data_folder_in, queue), 0
+        self._listed.pop(queue, None)
+        for name in self._messages(folder):
+            try:
+                os.remove(os.path.join(folder, name))
+            except FileNotFoundError:  # consumed meanwhile
+                continue
+            count += 1
+        return count
+
+    @staticmethod
+    def _messages(folder: str) -> list[str]:
+        return [n for n in os.listdir(folder) if n.endswith(_SUFFIX) and not n.startswith(".")]
+
+    def _adopt_flat_messages(self) -> None:
+        """Move `<time>_<uuid>.<queue>.msg` files an earlier version left in the shared folder into their
+        queue's folder (renames: a message is either still there or moved, never both)."""
         for name in os.listdir(self.data_folder_in):
-            kind = name.partition(".")[2]
-            if kind.endswith(".msg"):
-                self._unsorted.setdefault(kind[:-4], []).append(name)
+            stem, _, rest = name.partition(".")
+            if not name.endswith(_SUFFIX) or name.startswith(".") or not rest[:-len(_SUFFIX)]:
+                continue
+            folder = self._folder(self.data_folder_in, rest[:-len(_SUFFIX)])
+            try:
+                os.rename(os.path.join(self.data_folder_in, name), os.path.join(folder, stem + _SUFFIX))
+            except FileNotFoundError:  # taken or moved by another process
+                continue
 
 
 class Transport(filesystem.Transport):

@@ -52,3 +52,23 @@ def test_concurrent_consumers_get_every_message_exactly_once(tmp_path: Path) -> 
         process.join(30)
     assert [p.exitcode for p in consumers] == [0, 0, 0]
     assert sorted(received) == list(range(MESSAGES))
+
+
+def test_messages_left_in_the_shared_folder_by_an_earlier_version_are_still_delivered(tmp_path: Path) -> None:
+    """Before queues had folders of their own, messages were `<time>_<uuid>.<queue>.msg` in the shared
+    folder; a channel opening there moves them into their queue's folder, so none is lost."""
+    # a queue name no other test declares: kombu remembers declared entities for the whole process
+    options = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path),
+               "control_folder": str(tmp_path / "control")}
+    with Connection(f"{embedded_broker.ALIAS}://", transport_options=options) as conn:
+        queue = conn.SimpleQueue("legacy")
+        queue.put({"n": 1})
+        [folder] = [p for p in tmp_path.iterdir() if p.name.startswith("legacy")]
+        [message] = [p for p in folder.iterdir() if p.suffix == ".msg"]
+        message.rename(tmp_path / f"{message.stem}.legacy.msg")  # as kombu's layout had it
+    with Connection(f"{embedded_broker.ALIAS}://", transport_options=options) as conn:
+        queue = conn.SimpleQueue("legacy")
+        received = queue.get(timeout=5)
+        received.ack()
+        assert received.payload == {"n": 1}
+        assert not list(tmp_path.glob("*.msg"))
