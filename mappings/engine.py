@@ -80,7 +80,7 @@ class FieldMapping:
             out = next((sys_value for sys_value, canon in self.values
                         if canon == value and (not self.accepts or sys_value in self.accepts)), None)
             if out is None:
-                accepted = sorted({canon for sys_value, canon in self.values
+                accepted = sorted({str(canon) for sys_value, canon in self.values
                                    if not self.accepts or sys_value in self.accepts})
                 raise InvalidValue(
                     f"{system} does not accept `{self.canonical}` = `{value}` (its field `{self.system_field}`"
