@@ -64,6 +64,7 @@ def configure_celery(settings: Settings) -> Celery:
         task_default_queue=events,
         task_routes={
             "tickethub.process_event": {"queue": events},
+            "tickethub.process_events": {"queue": events},
             "tickethub.sweep": {"queue": events},
             "tickethub.poll": {"queue": events},
             "tickethub.deliver": {"queue": deliveries},

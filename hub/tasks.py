@@ -7,20 +7,37 @@ from __future__ import annotations
 
 import time
 
+import structlog
+
 from hub import metrics, polling, services
 from hub.celery_app import celery_app
 from hub.delivery import deliver_once
 from hub.pipeline import sweep_once
 from hub.runtime import current_runtime
 
+log = structlog.get_logger("tickethub.tasks")
+
+
+@celery_app.task(name="tickethub.process_events", acks_late=True, reject_on_worker_lost=True)
+def process_events(event_ids: list[str]) -> None:
+    """Events the relay published in one message. Each is processed on its own: one that must wait (its
+    system cannot be read now) is left received for the sweeper and does not hold back the others."""
+    runtime = current_runtime()
+    for event_id in event_ids:
+        started = time.perf_counter()
+        try:
+            processed = services.process_event(runtime.hub, event_id, runtime.connector)
+        except Exception:  # noqa: BLE001 (logged; the event stays received and the sweeper publishes it again)
+            log.exception("event left for the sweeper", event_id=event_id)
+            continue
+        metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
+        runtime.publish_deliveries(processed.deliveries)
+
 
 @celery_app.task(name="tickethub.process_event", acks_late=True, reject_on_worker_lost=True)
 def process_event(event_id: str) -> None:
-    runtime = current_runtime()
-    started = time.perf_counter()
-    processed = services.process_event(runtime.hub, event_id, runtime.connector)
-    metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
-    runtime.publish_deliveries(processed.deliveries)
+    """One event (messages published before events were batched)."""
+    process_events([event_id])
 
 
 @celery_app.task(name="tickethub.deliver", acks_late=True, reject_on_worker_lost=True)
