@@ -73,7 +73,7 @@ class Plan:
     e2e_s: float = 10
     e2e_cap_s: float = 120
     receiver_delay_s: float = 0.2
-    delivery_concurrency: int = 32
+    delivery_concurrency: int = 128
 
 
 QUICK = Plan(client_ceiling_s=1, intake_s=2, intake_max_events=1000, ack_s=2, drain_cap_s=15, e2e_s=2,

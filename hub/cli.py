@@ -253,7 +253,7 @@ def beat(ctx: typer.Context) -> None:
 
 @app.command("up")
 def up(ctx: typer.Context, host: str = "127.0.0.1", port: int = 8000,
-       concurrency: Annotated[int, typer.Option(help="delivery threads")] = 32) -> None:
+       concurrency: Annotated[int, typer.Option(help="delivery threads")] = 128) -> None:
     """API + workers + scheduler in one command, on the embedded default or whatever is configured."""
     import shutil
 

@@ -60,7 +60,7 @@ class DeliverySettings(_Strict):
     backoff_cap_seconds: float = Field(default=3600.0, gt=0)  # no single wait is longer
     retry_horizon_seconds: float = Field(default=86400.0, gt=0)  # after this, a failing write is dead-lettered
     timeout_seconds: float = Field(default=10.0, gt=0)  # one HTTP call
-    max_in_flight_per_system: int = Field(default=8, ge=1)  # a slow system cannot take every worker
+    max_in_flight_per_system: int = Field(default=32, ge=1)  # a slow system cannot take every worker
     lease_seconds: float = Field(default=120.0, gt=0)  # an in-flight write older than this is retried
     redispatch_after_seconds: float = Field(default=30.0, gt=0)  # unfinished work re-published by the sweeper
     sweep_interval_seconds: float = Field(default=10.0, gt=0)
