@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import uvicorn
 
 from connectors.bottlecrm.sandbox import BottleCRMTwin, TwinClock, TwinError
 from connectors.bottlecrm.sandbox_webhooks import BACKOFF, GONE_REASON
 from connectors.signing import SignatureError, verify_bottlecrm
+from tests.e2e.harness import wait_until
+from tests.serving import served
 
 pytestmark = pytest.mark.unit
 
@@ -567,12 +565,12 @@ def test_fail_next_answers_429_with_retry_after_only_where_asked(twin: BottleCRM
 
 def test_a_delayed_call_times_a_client_out_and_the_write_still_happens(twin: BottleCRMTwin, pat: str) -> None:
     """fail_next(status=None, delay_seconds) over real HTTP: the client times out, the case is created anyway."""
-    with _served(twin) as base_url, httpx.Client(base_url=base_url, timeout=0.3,
+    with served(twin.app) as base_url, httpx.Client(base_url=base_url, timeout=0.3,
                                                  headers={"Authorization": f"Bearer {pat}"}) as client:
         twin.fail_next(1, status=None, delay_seconds=1.0, method="POST")
         with pytest.raises(httpx.ReadTimeout):
             client.post("/api/cases/", json={"name": "Slow", "status": "New", "priority": "Low"})
-        _wait_for(lambda: bool(twin.cases), 5)
+        wait_until(lambda: bool(twin.cases), 5, 0.02, "the write to land")
 
     assert [c.name for c in twin.cases.values()] == ["Slow"]
 
@@ -603,33 +601,3 @@ def test_unemulated_endpoints_answer_501_not_a_guess(crm: httpx.Client) -> None:
 
     assert crm.delete(f"/api/cases/{case_id}/").status_code == 501
     assert crm.get("/api/activities/?entity_type=Case").status_code == 501
-
-
-# ---- helpers ----------------------------------------------------------------------------------------
-
-class _served:  # noqa: N801 (used as a context manager, like contextlib's lower-case helpers)
-    """`twin.app` on a loopback port with uvicorn, for what only real sockets show (client timeouts)."""
-
-    def __init__(self, twin: BottleCRMTwin):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        self.server = uvicorn.Server(uvicorn.Config(twin.app, host="127.0.0.1", port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        _wait_for(lambda: self.server.started, 10)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # a liveness bound, not a speed check
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from connectors.tryton.sandbox import TrytonClock, TrytonError, TrytonTwin
 from connectors.tryton.sandbox_wire import dumps, loads, timestamp_text
+from tests.e2e.harness import wait_until
+from tests.serving import served
 
 START = datetime(2026, 11, 30, 5, 36, 47, 148919)
 CTX = {"company": 1}
@@ -583,11 +581,11 @@ def test_fail_next_can_delay_an_answer_past_a_client_timeout(twin: TrytonTwin, p
     """Delayed with no status, the call still happens after the client gave up: a write it never saw confirmed."""
     pid = twin.create("production", "admin", product=product, quantity=1.0)
     twin.fail_next(1, status=None, delay_seconds=0.5, method="model.production.write")
-    with _served(twin) as url, httpx.Client(base_url=url, timeout=0.1) as http:
+    with served(twin.app) as url, httpx.Client(base_url=url, timeout=0.1) as http:
         body = {"id": 1, "method": "model.production.write", "params": [[pid], {"reference": "late"}, {}]}
         with pytest.raises(httpx.ReadTimeout):
             http.post("/tickethub/rpc/", json=body, headers={"Authorization": twin.session_header("admin", "admin")})
-        _wait_for(lambda: twin.record("production", pid)["reference"] == "late", 5)
+        wait_until(lambda: twin.record("production", pid)["reference"] == "late", 5, 0.02, "the write to land")
 
 
 def test_the_clock_moves_only_when_told_and_by_a_tick_per_transaction(twin: TrytonTwin, product: int) -> None:
@@ -616,33 +614,3 @@ def test_two_twins_share_nothing() -> None:
     one.add_user("mes", "mes-password-1")
     assert [u["login"] for u in one.records("res.user")] == ["root", "admin", "mes"]
     assert [u["login"] for u in two.records("res.user")] == ["root", "admin"]
-
-
-# ---- helpers -------------------------------------------------------------------------------------------
-
-class _served:  # noqa: N801 (used as a context manager, like contextlib's lower-case helpers)
-    """`twin.app` on a loopback port with uvicorn, for what only real sockets show (client timeouts)."""
-
-    def __init__(self, twin: TrytonTwin):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        self.server = uvicorn.Server(uvicorn.Config(twin.app, host="127.0.0.1", port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        _wait_for(lambda: self.server.started, 10)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # a liveness bound, not a speed check
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
