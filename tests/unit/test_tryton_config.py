@@ -77,3 +77,22 @@ def test_beat_polls_each_tryton_system_at_its_interval_and_nothing_else(tmp_path
     assert schedule["poll-mes"]["args"] == ["mes"] and schedule["poll-mes"]["schedule"] == 5
     assert schedule["poll-erp"]["schedule"] == 30  # the default
     assert schedule["poll-mes"]["options"]["expires"] == 5  # a poll not started in time is dropped
+
+
+def test_mappings_check_shows_tryton_systems_owning_progress_billing_and_the_waybill(tmp_path: Path) -> None:
+    """`tickethub mappings check` on a deployment with Tryton as ERP, MES and WMS: no problems, who owns what."""
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+
+    config = write_config(tmp_path)
+    result = CliRunner().invoke(app, ["--config", str(config), "mappings", "check"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = [c.strip() for c in next(line for line in lines if "┃ field" in line).split("┃")[2:-1]]
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in lines if line.count("│") > 3}
+    owners = {field: header[cells.index(next(c for c in cells if c.startswith("OWNER")))]
+              for field, cells in rows.items() if any(c.startswith("OWNER") for c in cells)}
+    assert owners["production.progress"] == "mes" and owners["billing.amount"] == "erp"
+    assert owners["shipment.waybill"] == "wms" and "no problems" in result.output
