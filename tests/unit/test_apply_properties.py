@@ -333,12 +333,15 @@ def test_each_field_holds_the_valid_owner_change_of_highest_precedence(
     for name, winner in winners.items():
         current = result.state.fields[name]
         assert (current.value, current.provenance) == (winner.value, winner.provenance)
-        # Spelled out without precedence(): nothing valid from an owner is newer, or as new and ranked higher.
-        rivals = [
-            c.provenance
-            for c in changes
-            if c.field == name and c.provenance.system in mapping_set.owners(name) and normalized(c)
-        ]
+        # Spelled out without precedence(): nothing valid from an owner is newer, or as new and ranked higher
+        # (for a field that only grows, among the owners' changes carrying its highest value).
+        valid = [n for c in changes
+                 if c.field == name and c.provenance.system in mapping_set.owners(name) and (n := normalized(c))]
+        if FIELDS[name].monotonic:
+            highest = max(v.value for v in valid)  # type: ignore[type-var]
+            assert current.value == highest
+            valid = [v for v in valid if v.value == highest]
+        rivals = [v.provenance for v in valid]
         p = current.provenance
         assert max((r.modified_at, r.author_rank, r.system_rank) for r in rivals) == (
             p.modified_at,
