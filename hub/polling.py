@@ -25,7 +25,6 @@ from sqlalchemy import select, update
 from connectors.base import ConnectorError, SourceRecord
 from hub.bootstrap import Hub
 from hub.errors import UnknownSystem
-from hub.store.dialect import insert_for
 from hub.store.polls import PollRepository
 from hub.store.repository import TicketRepository
 from hub.store.tables import inbox_events, tickets
@@ -97,12 +96,14 @@ def _store(hub: Hub, system: str, chunk: list[SourceRecord], connector: Pollable
     linked = 0
     now = hub.clock()
     with hub.store.unit_of_work() as uow:
-        new_ids = _accept_all(uow.conn, system, chunk, connector, now)
+        # each record version is one event, `<local id>@<modified-at>`: the overlap's repeats are duplicates
+        versions = {f"{r.local_id}@{r.modified_at.isoformat()}": r for r in chunk}
+        new_ids = uow.inbox.accept_many(system, {key: connector.record_payload(r) for key, r in versions.items()},
+                                        now)
         if reference_field:
-            fresh = set(new_ids)
-            for record in chunk:
-                if _event_id(system, record) in fresh:
-                    linked += _link_by_reference(uow.conn, system, record, reference_field, now)
+            for event_id in new_ids:
+                record = versions[event_id.split(":", 1)[1]]
+                linked += _link_by_reference(uow.conn, system, record, reference_field, now)
         if new_ids and publish is not None:
             uow.conn.execute(update(inbox_events).where(inbox_events.c.event_id.in_(new_ids))
                              .values(dispatched_at=now))
@@ -110,26 +111,6 @@ def _store(hub: Hub, system: str, chunk: list[SourceRecord], connector: Pollable
     if new_ids and publish is not None:
         publish(new_ids)
     return new_ids, linked
-
-
-def _event_id(system: str, record: SourceRecord) -> str:
-    return f"{system}:{record.local_id}@{record.modified_at.isoformat()}"
-
-
-def _accept_all(conn: Any, system: str, records: list[SourceRecord], connector: Pollable, now: datetime) -> list[str]:
-    """Store a page of record versions as inbox events in one statement; the IDs of those not stored before.
-    The same rows as `InboxRepository.accept` writes, one per version: event ID `<system>:<id>@<modified-at>`."""
-    rows = {}
-    for record in records:
-        event_id = _event_id(system, record)
-        rows[event_id] = {"event_id": event_id, "system": system, "external_id": event_id.split(":", 1)[1],
-                          "received_at": now, "payload": connector.record_payload(record), "state": "received"}
-    if not rows:
-        return []
-    statement = (insert_for(conn.dialect.name, inbox_events).values(list(rows.values()))
-                 .on_conflict_do_nothing().returning(inbox_events.c.event_id))
-    stored = set(conn.execute(statement).scalars())
-    return [event_id for event_id in rows if event_id in stored]
 
 
 def _link_by_reference(conn: Any, system: str, record: SourceRecord, reference_field: str, now: datetime) -> int:

@@ -18,8 +18,10 @@ edited). Writes pass the `_timestamp` just read, so a record changed in between 
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -267,8 +269,6 @@ def _stamp(value: Any) -> datetime:
 
 def _plain(value: Any) -> Any:
     """JSON-safe values for the inbox: decimals as strings, dates as ISO text."""
-    from decimal import Decimal
-
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
@@ -277,6 +277,4 @@ def _plain(value: Any) -> Any:
 
 
 def _merge(*streams: Iterator[SourceRecord]) -> Iterator[SourceRecord]:
-    import heapq
-
     return heapq.merge(*streams, key=lambda r: (r.modified_at, int(r.local_id)))

@@ -7,7 +7,7 @@ repository never updates or deletes an audit row: history only grows.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -349,6 +349,18 @@ class InboxRepository:
             "a_event_id": event_id, "a_system": system, "a_external_id": external_id, "a_received_at": now,
             "a_payload": payload}).scalar_one_or_none()
         return event_id, inserted is None
+
+    def accept_many(self, system: str, events: Mapping[str, Any], now: datetime) -> list[str]:
+        """Store several events (external id -> payload) in one statement; the event IDs not stored before,
+        in the given order. Same rows and IDs as `accept`."""
+        rows = [{"event_id": f"{system}:{external_id}", "system": system, "external_id": external_id,
+                 "received_at": now, "payload": payload, "state": "received"}
+                for external_id, payload in events.items()]
+        if not rows:
+            return []
+        stored = set(self.conn.execute(_upsert(self.conn, inbox_events).values(rows).on_conflict_do_nothing()
+                                       .returning(inbox_events.c.event_id)).scalars())
+        return [row["event_id"] for row in rows if row["event_id"] in stored]
 
     def get(self, event_id: str, lock: bool = False) -> dict[str, Any] | None:
         """The event; with `lock`, its row is held until the transaction ends (PostgreSQL), so that two

@@ -102,6 +102,13 @@ def _one(live: TrytonHub, model: str, ticket_id: str, fields: list[str]) -> dict
     return dict(rows[0])
 
 
+def _add_line(live: TrytonHub, sale_id: int, product: str, quantity: float, price: str, **sale: Any) -> None:
+    """A planner adds a line of a bootstrap product to the sale (and sets `sale`'s other fields)."""
+    line = {"type": "line", "product": live.tryton.ids[product], "quantity": quantity,
+            "unit": live.tryton.ids["unit"], "unit_price": {"__class__": "Decimal", "decimal": price}}
+    live.tryton.call("planner", "model.sale.sale.write", [[sale_id], {**sale, "lines": [["create", [line]]]}, {}])
+
+
 def _crm_values(live: TrytonHub, field: str) -> list[Any]:
     return [body["fields"][field] for body in live.receivers["crm"].bodies() if field in body.get("fields", {})]
 
@@ -132,13 +139,8 @@ def test_progress_changed_in_tryton_reaches_the_crm_within_two_poll_intervals(li
 def test_two_changes_within_one_poll_window_yield_the_latest(live: TrytonHub) -> None:
     ticket_id = _open_ticket(live, "Alan Turing")
     sale = _one(live, "sale.sale", ticket_id, [])
-    live.tryton.call("planner", "model.sale.sale.write", [[sale["id"]], {
-        "invoice_method": "manual", "lines": [["create", [{
-            "type": "line", "product": live.tryton.ids["pump"], "quantity": 1.0, "unit": live.tryton.ids["unit"],
-            "unit_price": {"__class__": "Decimal", "decimal": "120.00"}}]]]}, {}])
-    live.tryton.call("planner", "model.sale.sale.write", [[sale["id"]], {"lines": [["create", [{
-        "type": "line", "product": live.tryton.ids["valve"], "quantity": 2.0, "unit": live.tryton.ids["unit"],
-        "unit_price": {"__class__": "Decimal", "decimal": "15.00"}}]]]}, {}])
+    _add_line(live, sale["id"], "pump", 1.0, "120.00", invoice_method="manual")
+    _add_line(live, sale["id"], "valve", 2.0, "15.00")
 
     wait_until(lambda: "150" in _crm_values(live, "case.amount"), 2 * POLL + SLACK, 0.2,
                "the billed amount 150 to reach the CRM")
@@ -150,10 +152,7 @@ def test_two_changes_within_one_poll_window_yield_the_latest(live: TrytonHub) ->
 def test_a_waybill_set_on_the_shipment_in_tryton_reaches_the_crm(live: TrytonHub) -> None:
     ticket_id = _open_ticket(live, "Barbara Liskov")
     sale = _one(live, "sale.sale", ticket_id, [])
-    live.tryton.call("planner", "model.sale.sale.write", [[sale["id"]], {
-        "invoice_method": "manual", "lines": [["create", [{
-            "type": "line", "product": live.tryton.ids["pump"], "quantity": 1.0, "unit": live.tryton.ids["unit"],
-            "unit_price": {"__class__": "Decimal", "decimal": "120.00"}}]]]}, {}])
+    _add_line(live, sale["id"], "pump", 1.0, "120.00", invoice_method="manual")
     for button in ("quote", "confirm"):
         live.tryton.call("planner", f"model.sale.sale.{button}", [[sale["id"]], {}])
     [shipment_id] = live.tryton.call("planner", "model.sale.sale.read", [[sale["id"]], ["shipments"], {}])[0][
