@@ -25,7 +25,8 @@ class Hub:
     mappings: MappingSet
     store: Store
     clock: Callable[[], datetime] = utc_now
-    # called with the event id after an event is durably accepted (the relay listens here)
+    # called with the event id after an event is durably accepted; a listener (the relay) publishes it, so
+    # the event is stored as dispatched (the sweeper publishes it again if that publish never happens)
     on_accept: list[Callable[[str], None]] = field(default_factory=list)
 
     @property

@@ -67,35 +67,30 @@ def _finish(hub: Hub, claim: Claim, result: WriteResult, started: datetime, rng:
     now = hub.clock()
     verdict = classify(result.status_code, result.permanent)
     policy = retry_policy(hub)
+    wait = None
+    if verdict == "retry":
+        wait = policy.delay(claim.attempt, rng, result.retry_after)
+        if policy.gives_up((now - claim.created_at).total_seconds(), wait):
+            verdict = "dead"
+            result = replace(result, error=f"gave up after {claim.attempt} attempts: {result.error}")
+    next_at = now + timedelta(seconds=wait) if wait is not None else None
     with hub.store.unit_of_work() as uow:
-        if not uow.deliveries.still_mine(claim):
+        if not uow.deliveries.finish(claim, verdict, now, result.status_code, result.error, next_at):
             uow.deliveries.record_attempt(claim, started, now, "late", result.status_code, result.error,
                                           result.retry_after)
             uow.commit()
             bound.warning("delivery finished after its lease ran out; another attempt owns it")
             return DeliverOutcome("late")
-        wait = None
-        if verdict == "retry":
-            wait = policy.delay(claim.attempt, rng, result.retry_after)
-            if policy.gives_up((now - claim.created_at).total_seconds(), wait):
-                verdict = "dead"
-                result = replace(result, error=f"gave up after {claim.attempt} attempts: {result.error}")
         uow.deliveries.record_attempt(claim, started, now, verdict, result.status_code, result.error,
                                       result.retry_after)
         latency = None
         if verdict == "delivered":
-            uow.deliveries.mark_delivered(claim, now, result.status_code)
             uow.tickets.record_delivered(claim.ticket_id, claim.system,
                                          {name: f["value"] for name, f in claim.fields.items()}, now)
             if result.local_id and claim.local_id is None:
                 uow.tickets.link(claim.ticket_id, claim.system, result.local_id, now)
             accepted = claim.first_accepted_at
             latency = (now - accepted).total_seconds() if accepted else None
-        elif verdict == "retry":
-            assert wait is not None
-            uow.deliveries.mark_retry(claim, now, now + timedelta(seconds=wait), result.status_code, result.error)
-        else:
-            uow.deliveries.mark_dead(claim, now, result.status_code, result.error)
         follow_ups = [] if verdict == "retry" else uow.deliveries.schedule(claim.ticket_id, now, [claim.system])
         uow.commit()
     if verdict == "dead":

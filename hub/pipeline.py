@@ -3,6 +3,7 @@ sweeper (anything whose message was lost: a broker restart, a killed worker, a f
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -36,10 +37,13 @@ class Relay(threading.Thread):
     """Publishes newly accepted events in batches: woken by intake with the accepted event's id, and on
     a timer anyway (for events another API process accepted, or that a failed round left behind).
 
-    Events it was told about are taken by primary key; the inbox is scanned for undispatched events at
-    most once per `interval`, since that scan walks the whole backlog of received events. Once woken it
-    waits `gather` seconds before taking them: a round (a transaction and a publish) per webhook cost the
-    API process more than the webhook itself."""
+    Intake stores an event it tells the relay about as already dispatched (one INSERT, no second
+    transaction here): the relay publishes those IDs as they are. If the publish fails they are marked
+    undispatched again for the next round; if the process dies first, the sweeper finds them unprocessed
+    and publishes them again. The inbox is scanned for undispatched events (accepted by a process with no
+    relay, or left by a failed round) at most once per `interval`, since that scan walks the backlog.
+    Once woken the relay waits `gather` seconds before publishing: a round per webhook cost the API
+    process more than the webhook itself."""
 
     def __init__(self, hub: Hub, publish: Callable[[list[str]], None], interval: float, batch: int = 500,
                  gather: float = 0.002):
@@ -47,14 +51,14 @@ class Relay(threading.Thread):
         self.hub, self.publish, self.interval, self.batch, self.gather = hub, publish, interval, batch, gather
         self.wake = threading.Event()
         self.stopped = threading.Event()
-        self._told: list[str] = []
+        self._told: dict[str, None] = {}  # insertion-ordered, told twice is published once
         self._told_lock = threading.Lock()
         self._scanned_at = -math.inf
 
     def notify(self, event_id: str | None = None) -> None:
         if event_id is not None:
             with self._told_lock:
-                self._told.append(event_id)
+                self._told[event_id] = None
         if not self.wake.is_set():  # under load it is already set: skip the lock and the notify
             self.wake.set()
 
@@ -77,21 +81,19 @@ class Relay(threading.Thread):
         """Publish one batch: the events intake told about, and (once per interval) any found undispatched.
         Returns how many it handled, so that `run` goes on while there may be more."""
         with self._told_lock:
-            told, self._told = self._told[:self.batch], self._told[self.batch:]
-        scan = time.monotonic() - self._scanned_at >= self.interval
-        if not told and not scan:
-            return 0
-        ids: list[str] = []
-        with self.hub.store.unit_of_work() as uow:
-            if told:
-                ids = uow.deliveries.take_events_to_dispatch(told, self.hub.clock())
-            if scan:
-                self._scanned_at = time.monotonic()
-                ids += uow.deliveries.take_undispatched_events(self.hub.clock(), self.batch)
-            uow.commit()
+            told = list(itertools.islice(self._told, self.batch))
+            for event_id in told:
+                del self._told[event_id]
+        ids = told
+        if time.monotonic() - self._scanned_at >= self.interval:
+            self._scanned_at = time.monotonic()
+            with self.hub.store.unit_of_work() as uow:
+                found = uow.deliveries.take_undispatched_events(self.hub.clock(), self.batch)
+                uow.commit()
+            ids = list(dict.fromkeys(told + found))
         if ids:
             self._publish(ids)
-        return max(len(told), len(ids))
+        return len(ids)
 
     def _publish(self, ids: list[str]) -> None:
         try:

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, literal, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, literal, or_, select, text, update
 
 from hub.store.dialect import insert_for
 from hub.store.tables import (
@@ -47,34 +48,75 @@ class Claim:
         return {f["system_field"]: f["system_value"] for f in self.fields.values()}
 
 
+# Hot-path statements, built once (building a statement, and its cache key, cost more than running it).
+_P = bindparam
+_WAITING_COLUMNS = (outbox.c.ticket_id, outbox.c.system, literal("pending"), literal({}, JsonValue), literal(0),
+                    _P("s_now", type_=UTCDateTime), _P("s_now", type_=UTCDateTime))
+
+
+@cache
+def _schedule_statement(dialect: str, some_systems: bool) -> Any:
+    waiting = select(*_WAITING_COLUMNS).where(outbox.c.ticket_id == _P("s_ticket")).distinct()
+    if some_systems:
+        waiting = waiting.where(outbox.c.system.in_(_P("s_systems", expanding=True)))
+    return (
+        insert_for(dialect, deliveries)
+        .from_select(["ticket_id", "system", "state", "fields", "attempts", "created_at", "updated_at"], waiting)
+        .on_conflict_do_nothing(index_elements=["ticket_id", "system"], index_where=_ACTIVE)
+        .returning(deliveries.c.id)
+    )
+
+
+_LOCAL_ID = (select(xrefs.c.local_id)
+             .where(xrefs.c.ticket_id == deliveries.c.ticket_id, xrefs.c.system == deliveries.c.system)
+             .order_by(xrefs.c.created_at).limit(1).scalar_subquery().label("local_id"))
+_CLAIM_ROW = (select(deliveries, _LOCAL_ID).where(deliveries.c.id == _P("c_id"))
+              .with_for_update(of=deliveries))
+_IN_FLIGHT = (select(func.count()).select_from(deliveries)
+              .where(deliveries.c.system == _P("c_system"), deliveries.c.state == "in_flight",
+                     deliveries.c.lease_until > _P("c_now", type_=UTCDateTime), deliveries.c.id != _P("c_id")))
+_TAKE_OUTBOX = (delete(outbox).where(outbox.c.ticket_id == _P("c_ticket"), outbox.c.system == _P("c_system"))
+                .returning(outbox.c.field, outbox.c.system_field, outbox.c.system_value, outbox.c.value,
+                           outbox.c.provenance))
+_TO_IN_FLIGHT = (update(deliveries).where(deliveries.c.id == _P("c_id"))
+                 .values(state="in_flight", fields=_P("c_fields", type_=JsonValue), attempts=_P("c_attempts"),
+                         updated_at=_P("c_now", type_=UTCDateTime), lease_until=_P("c_lease", type_=UTCDateTime),
+                         first_accepted_at=_P("c_first", type_=UTCDateTime)))
+_SUPERSEDED = (update(deliveries).where(deliveries.c.id == _P("c_id"))
+               .values(state="superseded", updated_at=_P("c_now", type_=UTCDateTime), lease_until=None))
+_MINE = and_(deliveries.c.id == _P("f_id"), deliveries.c.state == "in_flight",
+             deliveries.c.attempts == _P("f_attempt"))
+_FINISHED = {
+    "delivered": update(deliveries).where(_MINE).values(
+        state="delivered", delivered_at=_P("f_now", type_=UTCDateTime), updated_at=_P("f_now", type_=UTCDateTime),
+        lease_until=None, last_status=_P("f_status"), last_error=None),
+    "retry": update(deliveries).where(_MINE).values(
+        state="retry_wait", next_attempt_at=_P("f_next", type_=UTCDateTime), updated_at=_P("f_now", type_=UTCDateTime),
+        lease_until=None, last_status=_P("f_status"), last_error=_P("f_error")),
+    "dead": update(deliveries).where(_MINE).values(
+        state="dead", updated_at=_P("f_now", type_=UTCDateTime), lease_until=None, last_status=_P("f_status"),
+        last_error=_P("f_error")),
+}
+_ATTEMPT = insert(delivery_attempts)
+
+
 class DeliveryRepository:
     def __init__(self, conn: Connection):
         self.conn = conn
 
     def schedule(self, ticket_id: str, now: datetime, systems: Sequence[str] | None = None) -> list[int]:
         """A pending delivery for every system with outbox rows for the ticket and none in progress."""
-        waiting = (
-            select(outbox.c.ticket_id, outbox.c.system, literal("pending"), literal({}, JsonValue), literal(0),
-                   literal(now, UTCDateTime), literal(now, UTCDateTime))
-            .where(outbox.c.ticket_id == ticket_id).distinct()
-        )
+        stmt = _schedule_statement(self.conn.dialect.name, systems is not None)
+        params: dict[str, Any] = {"s_ticket": ticket_id, "s_now": now}
         if systems is not None:
-            waiting = waiting.where(outbox.c.system.in_(systems))
-        stmt = (
-            insert_for(self.conn.dialect.name, deliveries)
-            .from_select(["ticket_id", "system", "state", "fields", "attempts", "created_at", "updated_at"], waiting)
-            .on_conflict_do_nothing(index_elements=["ticket_id", "system"], index_where=_ACTIVE)
-            .returning(deliveries.c.id)
-        )
-        return sorted(int(i) for i in self.conn.execute(stmt).scalars())
+            params["s_systems"] = list(systems)
+        return sorted(int(i) for i in self.conn.execute(stmt, params).scalars())
 
     def claim(self, delivery_id: int, now: datetime, lease: timedelta, max_in_flight: Callable[[str], int]
               ) -> Claim | str:
         """Take a due delivery in flight with the newest outbox values; else say why not
         (`gone`, `not_due`, `busy`, `in_flight`, `superseded`)."""
-        row = self.conn.execute(
-            select(deliveries).where(deliveries.c.id == delivery_id).with_for_update()
-        ).one_or_none()
+        row = self.conn.execute(_CLAIM_ROW, {"c_id": delivery_id}).one_or_none()
         if row is None:
             return "gone"
         if row.state == "in_flight" and row.lease_until is not None and row.lease_until > now:
@@ -85,63 +127,40 @@ class DeliveryRepository:
             return "not_due"
         if self.conn.dialect.name == "postgresql":  # serialise the count per system across workers
             self.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:system))"), {"system": row.system})
-        busy = self.conn.execute(
-            select(func.count()).select_from(deliveries).where(
-                deliveries.c.system == row.system, deliveries.c.state == "in_flight",
-                deliveries.c.lease_until > now, deliveries.c.id != delivery_id)
-        ).scalar_one()
+        busy = self.conn.execute(_IN_FLIGHT, {"c_system": row.system, "c_now": now, "c_id": delivery_id}).scalar_one()
         if busy >= max_in_flight(row.system):
             return "busy"
 
         fields = dict(row.fields or {})
         if row.attempts == 0:
-            for pending in self.conn.execute(
-                select(outbox).where(outbox.c.ticket_id == row.ticket_id, outbox.c.system == row.system)
-            ):
+            for pending in self.conn.execute(_TAKE_OUTBOX, {"c_ticket": row.ticket_id, "c_system": row.system}):
                 fields[pending.field] = {"system_field": pending.system_field, "system_value": pending.system_value,
                                          "value": pending.value, "provenance": pending.provenance}
-            self.conn.execute(
-                delete(outbox).where(outbox.c.ticket_id == row.ticket_id, outbox.c.system == row.system))
         if not fields:
-            self._set(delivery_id, state="superseded", updated_at=now, lease_until=None)
+            self.conn.execute(_SUPERSEDED, {"c_id": delivery_id, "c_now": now})
             return "superseded"
         accepted = [datetime.fromisoformat(f["provenance"]["received_at"]) for f in fields.values()]
         first_accepted = row.first_accepted_at or min(accepted)
-        self._set(delivery_id, state="in_flight", fields=fields, attempts=row.attempts + 1, updated_at=now,
-                  lease_until=now + lease, first_accepted_at=first_accepted)
-        local_id = self.conn.execute(
-            select(xrefs.c.local_id).where(xrefs.c.ticket_id == row.ticket_id, xrefs.c.system == row.system)
-            .order_by(xrefs.c.created_at).limit(1)
-        ).scalar_one_or_none()
-        return Claim(delivery_id, row.ticket_id, row.system, local_id, fields, row.attempts + 1, row.created_at,
+        self.conn.execute(_TO_IN_FLIGHT, {"c_id": delivery_id, "c_fields": fields, "c_attempts": row.attempts + 1,
+                                          "c_now": now, "c_lease": now + lease, "c_first": first_accepted})
+        return Claim(delivery_id, row.ticket_id, row.system, row.local_id, fields, row.attempts + 1, row.created_at,
                      first_accepted)
 
-    def still_mine(self, claim: Claim) -> bool:
-        """The delivery is still in flight under this claim (not re-claimed after its lease ran out)."""
-        row = self.conn.execute(
-            select(deliveries.c.state, deliveries.c.attempts).where(deliveries.c.id == claim.delivery_id)
-            .with_for_update()
-        ).one()
-        return bool(row.state == "in_flight" and row.attempts == claim.attempt)
+    def finish(self, claim: Claim, verdict: str, now: datetime, status_code: int | None, error: str | None,
+               next_attempt_at: datetime | None = None) -> bool:
+        """Move the delivery from in flight to `verdict` (delivered | retry | dead), if this claim still
+        holds it (not re-claimed after its lease ran out); False if it does not (nothing changed)."""
+        result = self.conn.execute(_FINISHED[verdict], {
+            "f_id": claim.delivery_id, "f_attempt": claim.attempt, "f_now": now, "f_status": status_code,
+            **({} if verdict == "delivered" else {"f_error": error}),
+            **({"f_next": next_attempt_at} if verdict == "retry" else {})})
+        return bool(result.rowcount)
 
     def record_attempt(self, claim: Claim, started: datetime, finished: datetime, outcome: str,
                        status_code: int | None, error: str | None, retry_after: float | None) -> None:
-        self.conn.execute(insert(delivery_attempts).values(
-            delivery_id=claim.delivery_id, number=claim.attempt, started_at=started, finished_at=finished,
-            outcome=outcome, status_code=status_code, error=error, retry_after_seconds=retry_after))
-
-    def mark_delivered(self, claim: Claim, now: datetime, status_code: int | None) -> None:
-        self._set(claim.delivery_id, state="delivered", delivered_at=now, updated_at=now, lease_until=None,
-                  last_status=status_code, last_error=None)
-
-    def mark_retry(self, claim: Claim, now: datetime, next_at: datetime, status_code: int | None,
-                   error: str | None) -> None:
-        self._set(claim.delivery_id, state="retry_wait", next_attempt_at=next_at, updated_at=now, lease_until=None,
-                  last_status=status_code, last_error=error)
-
-    def mark_dead(self, claim: Claim, now: datetime, status_code: int | None, error: str | None) -> None:
-        self._set(claim.delivery_id, state="dead", updated_at=now, lease_until=None, last_status=status_code,
-                  last_error=error)
+        self.conn.execute(_ATTEMPT, {
+            "delivery_id": claim.delivery_id, "number": claim.attempt, "started_at": started, "finished_at": finished,
+            "outcome": outcome, "status_code": status_code, "error": error, "retry_after_seconds": retry_after})
 
     def replay(self, delivery_id: int, now: datetime) -> tuple[list[int], list[str]]:
         """Put a dead delivery's fields back in the outbox and schedule them; fields whose value has
@@ -214,22 +233,6 @@ class DeliveryRepository:
             .where(done, inbox_events.c.received_at >= min(r.received_at for r in stale))
         ).scalar_one_or_none()
         return {r.event_id for r in stale if frontier is None or r.dispatched_at >= frontier}
-
-    def take_events_to_dispatch(self, event_ids: Sequence[str], now: datetime) -> list[str]:
-        """Of `event_ids`, those received and never published; marks them dispatched now. By primary key,
-        so it costs the same however long the inbox's backlog is."""
-        if not event_ids:
-            return []
-        query = select(inbox_events.c.event_id).where(
-            inbox_events.c.event_id.in_(event_ids), inbox_events.c.state == "received",
-            inbox_events.c.dispatched_at.is_(None))
-        if self.conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        ids = list(self.conn.execute(query).scalars())
-        if ids:
-            self.conn.execute(update(inbox_events).where(inbox_events.c.event_id.in_(ids)).values(dispatched_at=now))
-        order = {event_id: position for position, event_id in enumerate(event_ids)}
-        return sorted(ids, key=order.__getitem__)
 
     def overdue(self, now: datetime, stale_before: datetime, limit: int = 1000) -> list[int]:
         """Deliveries whose task was lost: pending too long (unless merely queued behind a backlog, as

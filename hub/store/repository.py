@@ -94,7 +94,9 @@ class Store:
     On SQLite every transaction takes the database's one write lock (BEGIN IMMEDIATE), and a transaction
     that finds it taken polls for it with growing sleeps (up to 100 ms each). Threads of one process
     therefore queue for it on a lock here instead, and are woken the moment it is free; only other
-    processes still poll."""
+    processes still poll. (Queueing processes too, on an flock beside the database, was measured: it
+    made intake slower, each flock call handing the GIL to another thread while holding the write lock,
+    and did not speed up delivery.)"""
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -146,9 +148,32 @@ def _accept_statement(dialect: str) -> Any:
     return (insert_for(dialect, inbox_events)
             .values(event_id=bindparam("a_event_id"), system=bindparam("a_system"),
                     external_id=bindparam("a_external_id"), received_at=bindparam("a_received_at"),
-                    payload=bindparam("a_payload"), state="received")
+                    payload=bindparam("a_payload"), state="received",
+                    dispatched_at=bindparam("a_dispatched_at", type_=inbox_events.c.dispatched_at.type))
             .on_conflict_do_nothing()
             .returning(inbox_events.c.event_id))
+
+
+@cache
+def _allocate_statement(dialect: str) -> Any:
+    """Upsert that increments the (day, code) counter and returns it; built once per dialect."""
+    stmt = insert_for(dialect, id_sequences).values(day=bindparam("q_day"), business_code=bindparam("q_code"),
+                                                    last_value=1)
+    return stmt.on_conflict_do_update(
+        index_elements=["day", "business_code"], set_={"last_value": id_sequences.c.last_value + 1},
+    ).returning(id_sequences.c.last_value)
+
+
+@cache
+def _link_statement(dialect: str, returning: bool = False) -> Any:
+    """INSERT an xref ... ON CONFLICT DO NOTHING (parameters by column name), with RETURNING ticket_id if
+    asked; built once per dialect."""
+    stmt = insert_for(dialect, xrefs).on_conflict_do_nothing(index_elements=["system", "local_id"])
+    return stmt.returning(xrefs.c.ticket_id) if returning else stmt
+
+
+_NEW_TICKET = insert(tickets)
+_NEW_XREF = insert(xrefs)
 
 
 def _replace(conn: Connection, table: Any) -> Any:
@@ -163,12 +188,8 @@ class TicketRepository:
 
     def allocate_ticket_id(self, day: date, code: str) -> str:
         """The next ID for (day, code), atomically: an upsert that increments and returns the counter."""
-        stmt = _upsert(self.conn, id_sequences).values(day=f"{day:%Y%m%d}", business_code=code, last_value=1)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["day", "business_code"],
-            set_={"last_value": id_sequences.c.last_value + 1},
-        ).returning(id_sequences.c.last_value)
-        sequence = self.conn.execute(stmt).scalar_one()
+        sequence = self.conn.execute(_allocate_statement(self.conn.dialect.name),
+                                     {"q_day": f"{day:%Y%m%d}", "q_code": code}).scalar_one()
         return format_ticket_id(day, code, sequence)
 
     def find_by_xref(self, system: str, local_id: str) -> str | None:
@@ -187,22 +208,18 @@ class TicketRepository:
             return existing, False
         if self.conn.dialect.name == "sqlite":  # the transaction holds the write lock: nobody links meanwhile
             ticket_id = ticket_id or self.allocate_ticket_id(now.date(), code)
-            self.conn.execute(
-                insert(tickets).values(ticket_id=ticket_id, business_code=code, created_at=now, updated_at=now))
-            self.conn.execute(insert(xrefs).values(system=system, local_id=local_id, ticket_id=ticket_id,
-                                                   created_at=now))
+            self.conn.execute(_NEW_TICKET, {"ticket_id": ticket_id, "business_code": code, "created_at": now,
+                                            "updated_at": now})
+            self.conn.execute(_NEW_XREF, {"system": system, "local_id": local_id, "ticket_id": ticket_id,
+                                          "created_at": now})
             return ticket_id, True
         with self.conn.begin_nested() as savepoint:
             ticket_id = ticket_id or self.allocate_ticket_id(now.date(), code)
-            self.conn.execute(
-                insert(tickets).values(ticket_id=ticket_id, business_code=code, created_at=now, updated_at=now)
-            )
-            linked = self.conn.execute(
-                _upsert(self.conn, xrefs)
-                .values(system=system, local_id=local_id, ticket_id=ticket_id, created_at=now)
-                .on_conflict_do_nothing(index_elements=["system", "local_id"])
-                .returning(xrefs.c.ticket_id)
-            ).scalar_one_or_none()
+            self.conn.execute(_NEW_TICKET, {"ticket_id": ticket_id, "business_code": code, "created_at": now,
+                                            "updated_at": now})
+            linked = self.conn.execute(_link_statement(self.conn.dialect.name, returning=True), {
+                "system": system, "local_id": local_id, "ticket_id": ticket_id, "created_at": now,
+            }).scalar_one_or_none()
             if linked is None:
                 savepoint.rollback()
         if linked is None:
@@ -213,11 +230,8 @@ class TicketRepository:
 
     def link(self, ticket_id: str, system: str, local_id: str, now: datetime) -> None:
         """Link another system's record to an existing ticket (idempotent)."""
-        self.conn.execute(
-            _upsert(self.conn, xrefs)
-            .values(system=system, local_id=local_id, ticket_id=ticket_id, created_at=now)
-            .on_conflict_do_nothing(index_elements=["system", "local_id"])
-        )
+        self.conn.execute(_link_statement(self.conn.dialect.name), {
+            "system": system, "local_id": local_id, "ticket_id": ticket_id, "created_at": now})
 
     def lock(self, ticket_id: str) -> None:
         """Hold the ticket's row until the transaction ends (SQLite already holds the write lock)."""
@@ -342,12 +356,14 @@ class InboxRepository:
     def __init__(self, conn: Connection):
         self.conn = conn
 
-    def accept(self, system: str, external_id: str, payload: Any, now: datetime) -> tuple[str, bool]:
-        """Store the event; return (event_id, duplicate). A repeated external id changes nothing."""
+    def accept(self, system: str, external_id: str, payload: Any, now: datetime,
+               dispatched: bool = False) -> tuple[str, bool]:
+        """Store the event; return (event_id, duplicate). A repeated external id changes nothing.
+        `dispatched`: a relay in this process publishes it at once (see `hub.pipeline.Relay`)."""
         event_id = f"{system}:{external_id}"
         inserted = self.conn.execute(_accept_statement(self.conn.dialect.name), {
             "a_event_id": event_id, "a_system": system, "a_external_id": external_id, "a_received_at": now,
-            "a_payload": payload}).scalar_one_or_none()
+            "a_payload": payload, "a_dispatched_at": now if dispatched else None}).scalar_one_or_none()
         return event_id, inserted is None
 
     def accept_many(self, system: str, events: Mapping[str, Any], now: datetime) -> list[str]:

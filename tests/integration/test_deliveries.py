@@ -539,18 +539,34 @@ def test_sweep_leaves_events_queued_behind_a_backlog_until_a_later_one_is_proces
 
 
 def test_relay_publishes_the_events_it_is_told_about_and_finds_the_others(hub: Hub) -> None:
-    """Events intake tells the relay about are published once; one accepted elsewhere (no notice) is
-    found by the relay's scan of the inbox, and nothing is published twice."""
+    """Events intake tells the relay about are stored as dispatched and published once, without another
+    transaction; one accepted elsewhere (no relay: stored undispatched) is found by the relay's scan of the
+    inbox; nothing is published twice."""
     published: list[str] = []
     relay = Relay(hub, published.extend, interval=0)
     hub.on_accept.append(relay.notify)
     told = [accept_event(hub, "crm", f"e{n}", crm_case(n, contact={"name": "Ada"}))[0] for n in range(3)]
     hub.on_accept.clear()
+    relay.notify(told[0])  # told twice before the round: still published once
     untold, _ = accept_event(hub, "crm", "e9", crm_case(9, contact={"name": "Bea"}))
+    with hub.store.unit_of_work() as uow:
+        dispatched = {event_id: uow.inbox.get(event_id)["dispatched_at"] for event_id in [*told, untold]}
+    assert [event_id for event_id, at in dispatched.items() if at is None] == [untold]
     relay.relay_once()
-    relay.notify(told[0])  # told twice: still published once
     relay.relay_once()
     assert published == [*told, untold]
+
+
+def test_sweep_publishes_again_an_event_whose_relay_died_before_publishing(hub: Hub, clock: Clock) -> None:
+    """An event stored as dispatched whose relay never published it (the API process died in between) is
+    published by the sweeper once it has waited redispatch_after_seconds unprocessed."""
+    relay = Relay(hub, lambda _ids: None, interval=3600)
+    hub.on_accept.append(relay.notify)
+    event_id, _ = accept_event(hub, "crm", "e1", crm_case(0, contact={"name": "Ada"}))
+    hub.on_accept.clear()  # the relay never runs a round: its process is gone
+    assert sweep_once(hub)[0] == []
+    clock.now += timedelta(seconds=hub.settings.delivery.redispatch_after_seconds + 1)
+    assert sweep_once(hub)[0] == [event_id]
 
 
 def test_relay_leaves_events_it_could_not_publish_for_the_next_round(hub: Hub) -> None:
