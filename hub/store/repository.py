@@ -6,7 +6,6 @@ repository never updates or deletes an audit row: history only grows.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from hub.errors import TicketNotFound
 from hub.model import ApplyResult, FieldValue, Outcome, PendingWrite, Provenance, TicketState
 from hub.store.deliveries import DeliveryRepository
 from hub.store.dialect import insert_for
+from hub.store.engine import SqliteWriteLock
 from hub.store.tables import (
     audit_log,
     delivered_values,
@@ -92,15 +92,12 @@ class Store:
     """Hands out units of work on one engine.
 
     On SQLite every transaction takes the database's one write lock (BEGIN IMMEDIATE), and a transaction
-    that finds it taken polls for it with growing sleeps (up to 100 ms each). Threads of one process
-    therefore queue for it on a lock here instead, and are woken the moment it is free; only other
-    processes still poll. (Queueing processes too, on an flock beside the database, was measured: it
-    made intake slower, each flock call handing the GIL to another thread while holding the write lock,
-    and did not speed up delivery.)"""
+    that finds it taken polls for it with growing sleeps (up to 100 ms each). Threads and processes
+    therefore queue for it on `SqliteWriteLock` first, and are woken the moment it is free."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        self._writer: threading.RLock | None = threading.RLock() if engine.dialect.name == "sqlite" else None
+        self._writer = SqliteWriteLock(engine.url.database) if engine.dialect.name == "sqlite" else None
 
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
