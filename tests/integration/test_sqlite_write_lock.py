@@ -49,25 +49,30 @@ def _write_in_thread(store: Store, done: list[float]) -> threading.Thread:
     return thread
 
 
-def test_a_writer_waits_for_another_process_and_goes_on_when_it_commits(tmp_path: Path) -> None:
+def _store(tmp_path: Path) -> tuple[str, Store]:
     url = f"sqlite:///{tmp_path / 'hub.db'}"
     upgrade(make_engine(url))
-    store = Store(make_engine(url))
+    return url, Store(make_engine(url))
+
+
+def _codes(store: Store) -> set[str]:
+    with store.engine.connect() as conn:
+        return set(conn.execute(text("SELECT business_code FROM id_sequences")).scalars())
+
+
+def test_a_writer_waits_for_another_process_and_goes_on_when_it_commits(tmp_path: Path) -> None:
+    url, store = _store(tmp_path)
     holder = _holder(url, 1.0)
     done: list[float] = []
     started = time.monotonic()
     _write_in_thread(store, done).join(30)
     assert holder.wait(30) == 0
     assert done and done[0] - started >= 0.5  # it waited for the other process's transaction
-    with store.engine.connect() as conn:
-        codes = set(conn.execute(text("SELECT business_code FROM id_sequences")).scalars())
-    assert codes == {"HOLD", "MINE"}  # both committed, neither lost
+    assert _codes(store) == {"HOLD", "MINE"}  # both committed, neither lost
 
 
 def test_a_process_killed_while_writing_blocks_nobody(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'hub.db'}"
-    upgrade(make_engine(url))
-    store = Store(make_engine(url))
+    url, store = _store(tmp_path)
     holder = _holder(url, 60)
     done: list[float] = []
     writer = _write_in_thread(store, done)
@@ -77,7 +82,5 @@ def test_a_process_killed_while_writing_blocks_nobody(tmp_path: Path) -> None:
     holder.wait(10)
     writer.join(30)
     assert done, "the write never went through after the lock holder was killed"
-    with store.engine.connect() as conn:
-        codes = set(conn.execute(text("SELECT business_code FROM id_sequences")).scalars())
-    assert codes == {"MINE"}  # the killed transaction was rolled back
+    assert _codes(store) == {"MINE"}  # the killed transaction was rolled back
 
