@@ -40,4 +40,6 @@ def bootstrap(settings: Settings, *, engine: Engine | None = None,
     from connectors.registry import connector_schemas
 
     mapping_set = load_mappings(settings.hub.mappings_dir, settings.mapping_names(), connector_schemas(settings))
-    return Hub(settings, mapping_set, Store(engine or make_engine(settings.hub.database_url)), clock)
+    return Hub(settings, mapping_set, Store(engine or make_engine(
+        settings.hub.database_url, pool_size=settings.hub.database_pool_size,
+        max_overflow=settings.hub.database_max_overflow)), clock)

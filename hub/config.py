@@ -40,6 +40,10 @@ class HubSettings(_Strict):
     clock_skew_seconds: float = Field(default=2.0, ge=0)
     api_token_env: str = "TICKETHUB_API_TOKEN"
     database_url: str = DEFAULT_DATABASE_URL
+    # connections each hub process may hold (SQLAlchemy pool + overflow): api + workers + beat together must
+    # stay under PostgreSQL's max_connections (100 by default)
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=40, ge=0)
     broker_url: str | None = None  # none: the embedded broker (kombu's filesystem transport under data_dir)
     queue_prefix: str = ""  # several hubs can share one broker with different prefixes
     data_dir: Path = Path("./var")  # embedded broker, beat schedule, generated API token

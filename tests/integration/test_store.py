@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from hub.apply import apply_changes
+from hub.bootstrap import bootstrap
+from hub.config import load_settings
+from hub.errors import ConfigError
 from hub.model import FieldChange, Provenance
 from hub.store.engine import make_engine
 from hub.store.migrate import is_current, upgrade
@@ -215,3 +219,20 @@ def test_inbox_accepts_an_event_once(engine: Engine) -> None:
         stored = uow.inbox.get("crm:evt-1")
     assert first == ("crm:evt-1", False) and second == ("crm:evt-1", True)
     assert stored is not None and stored["payload"] == {"a": 1}
+
+
+def test_the_connection_budget_per_process_is_configurable(tmp_path: Path) -> None:
+    """[hub] database_pool_size / database_max_overflow bound the connections a hub process holds, so a
+    team can run more workers within PostgreSQL's max_connections; a negative budget is refused."""
+    config = tmp_path / "tickethub.toml"
+    config.write_text(f'[hub]\ndatabase_url = "sqlite:///{tmp_path / "hub.db"}"\n'
+                      "database_pool_size = 3\ndatabase_max_overflow = 0\n")
+    hub = bootstrap(load_settings(config, environ={}))
+    upgrade(hub.engine)
+    held = [hub.engine.connect() for _ in range(3)]
+    assert hub.engine.pool.size() == 3 and hub.engine.pool.checkedout() == 3  # the default would be 10
+    for conn in held:
+        conn.close()
+    config.write_text("[hub]\ndatabase_max_overflow = -1\n")
+    with pytest.raises(ConfigError, match="database_max_overflow"):
+        load_settings(config, environ={})
