@@ -98,6 +98,7 @@ _FINISHED = {
         last_error=_P("f_error")),
 }
 _ATTEMPT = insert(delivery_attempts)
+_SYSTEM_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:system))")  # PostgreSQL: one claimer per system
 
 
 class DeliveryRepository:
@@ -126,7 +127,7 @@ class DeliveryRepository:
         if row.state == "retry_wait" and row.next_attempt_at is not None and row.next_attempt_at > now:
             return "not_due"
         if self.conn.dialect.name == "postgresql":  # serialise the count per system across workers
-            self.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:system))"), {"system": row.system})
+            self.conn.execute(_SYSTEM_LOCK, {"system": row.system})
         busy = self.conn.execute(_IN_FLIGHT, {"c_system": row.system, "c_now": now, "c_id": delivery_id}).scalar_one()
         if busy >= max_in_flight(row.system):
             return "busy"
