@@ -151,10 +151,9 @@ class DeliveryRepository:
                next_attempt_at: datetime | None = None) -> bool:
         """Move the delivery from in flight to `verdict` (delivered | retry | dead), if this claim still
         holds it (not re-claimed after its lease ran out); False if it does not (nothing changed)."""
-        result = self.conn.execute(_FINISHED[verdict], {
+        result = self.conn.execute(_FINISHED[verdict], {  # each statement takes the parameters it names
             "f_id": claim.delivery_id, "f_attempt": claim.attempt, "f_now": now, "f_status": status_code,
-            **({} if verdict == "delivered" else {"f_error": error}),
-            **({"f_next": next_attempt_at} if verdict == "retry" else {})})
+            "f_error": error, "f_next": next_attempt_at})
         return bool(result.rowcount)
 
     def record_attempt(self, claim: Claim, started: datetime, finished: datetime, outcome: str,
