@@ -7,7 +7,8 @@ the audit entries and the outbox, and mark the event processed. Processing twice
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -134,6 +135,77 @@ def process_event(hub: Hub, event_id: str, connector_for: Callable[[str], Connec
     return _logged(processed, event["system"])
 
 
+TOGETHER_SECONDS = 0.01  # events applied in one SQLite transaction: until it has held the write lock this long
+
+
+def process_events(hub: Hub, event_ids: Sequence[str], connector_for: Callable[[str], Connector] | None = None
+                   ) -> list[Processed | Exception]:
+    """Several events, as `process_event` would one by one: for each, in order, what it returned or the
+    exception it raised (the event then stays received, for the sweeper).
+
+    On SQLite the events whose notices carry their records are applied several to a transaction, each in a
+    savepoint of its own, so one that fails is rolled back alone; a transaction takes more of them until it
+    has held the write lock for TOGETHER_SECONDS, so that intake's inserts never wait long behind it.
+    Together they share the lock, the commit, and the log pages that consecutive tickets share (in process,
+    2,000 new tickets: 1.13-1.25 ms an event one to a transaction, 1.02-1.04 ms ten milliseconds' worth to
+    one, 0.91-0.97 ms twenty to one; 5 ms' worth gained nothing). The rest
+    (records read from their system over HTTP, and every event on PostgreSQL, where each is applied under
+    its own locks) are processed one by one."""
+    results: dict[str, Processed | Exception] = {}
+    if hub.engine.dialect.name == "sqlite":
+        waiting = list(dict.fromkeys(event_ids))
+        while waiting:
+            waiting = _apply_together(hub, waiting, connector_for, results)
+    out: list[Processed | Exception] = []
+    for event_id in event_ids:
+        if event_id not in results:
+            try:
+                results[event_id] = process_event(hub, event_id, connector_for)
+            except Exception as exc:  # noqa: BLE001 (the caller reports it; the event stays received)
+                results[event_id] = exc
+        out.append(results[event_id])
+    return out
+
+
+def _apply_together(hub: Hub, event_ids: list[str], connector_for: Callable[[str], Connector] | None,
+                    results: dict[str, Processed | Exception]) -> list[str]:
+    """SQLite: apply events that need no read in one transaction, until it has run TOGETHER_SECONDS; their
+    results go to `results` (events that need a read get none). Returns the events not yet looked at."""
+    done: dict[str, str] = {}  # event -> its system, for the events this transaction decided
+    deadline = time.perf_counter() + TOGETHER_SECONDS
+    left = event_ids
+    try:
+        with hub.store.unit_of_work() as uow:
+            for position, event_id in enumerate(event_ids):
+                if position and time.perf_counter() > deadline:
+                    left = event_ids[position:]
+                    break
+                left = event_ids[position + 1:]
+                event = uow.inbox.get(event_id)
+                if event is None:
+                    results[event_id] = KeyError(f"no event {event_id}")
+                elif event["state"] != "received":
+                    results[event_id] = Processed(event_id, f"already {event['state']}", event["ticket_id"])
+                elif not _needs_read(hub, event["system"], connector_for):
+                    done[event_id] = event["system"]
+                    savepoint = uow.conn.begin_nested()
+                    try:
+                        results[event_id] = _apply_event(hub, uow, event, _records_or_error(hub, event, None), {},
+                                                         commit=False)
+                        savepoint.commit()
+                    except Exception as exc:  # noqa: BLE001 (this event alone is rolled back)
+                        savepoint.rollback()
+                        results[event_id] = exc
+            uow.commit()
+    except Exception as exc:  # noqa: BLE001 (nothing was committed: these events stay received)
+        results.update(dict.fromkeys(done, exc))
+        return left
+    for event_id, system in done.items():
+        if isinstance(result := results[event_id], Processed):
+            _logged(result, system)
+    return left
+
+
 def _needs_read(hub: Hub, system: str, connector_for: Callable[[str], Connector] | None) -> bool:
     kind = hub.settings.systems[system].type if system in hub.settings.systems else "generic"
     return kind != "generic" and connector_for is not None
@@ -152,8 +224,9 @@ def _records_or_error(hub: Hub, event: Mapping[str, Any], connector_for: Callabl
 
 
 def _apply_event(hub: Hub, uow: Any, event: Mapping[str, Any], records: list[SourceRecord] | Exception,
-                 new_ids: Mapping[tuple[str, str], str]) -> Processed:
-    """Apply the event's records, mark it, schedule deliveries, and commit (one transaction)."""
+                 new_ids: Mapping[tuple[str, str], str], commit: bool = True) -> Processed:
+    """Apply the event's records, mark it, schedule deliveries, and commit (one transaction) unless the
+    caller commits."""
     event_id, now = event["event_id"], hub.clock()
     ticket_ids: list[str] = []
     try:
@@ -168,14 +241,16 @@ def _apply_event(hub: Hub, uow: Any, event: Mapping[str, Any], records: list[Sou
     except (InvalidValue, OrphanRecord, RecordNotFound) as exc:
         state = "orphan" if isinstance(exc, (OrphanRecord, RecordNotFound)) else "rejected"
         uow.inbox.mark(event_id, state, now, error=str(exc))
-        uow.commit()
+        if commit:
+            uow.commit()
         log.warning("event not applied", system=event["system"], event_id=event_id, state=state, error=str(exc))
         return Processed(event_id, state, error=str(exc))
     uow.inbox.mark(event_id, "processed", now, ticket_id=processed.ticket_id)
     scheduled = []
     for ticket_id in dict.fromkeys(t for t in ticket_ids if t):
         scheduled.extend(uow.deliveries.schedule(ticket_id, now))
-    uow.commit()
+    if commit:
+        uow.commit()
     return replace(processed, deliveries=tuple(scheduled))
 
 

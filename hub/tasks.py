@@ -20,18 +20,21 @@ log = structlog.get_logger("tickethub.tasks")
 
 @celery_app.task(name="tickethub.process_events", acks_late=True, reject_on_worker_lost=True)
 def process_events(event_ids: list[str]) -> None:
-    """Events the relay published in one message. Each is processed on its own: one that must wait (its
-    system cannot be read now) is left received for the sweeper and does not hold back the others."""
+    """Events the relay published in one message, processed together (see `services.process_events`); one
+    that cannot be processed now (its system cannot be read, say) stays received for the sweeper and does
+    not hold back the others. Their deliveries are published at once, together."""
     runtime = current_runtime()
-    for event_id in event_ids:
-        started = time.perf_counter()
-        try:
-            processed = services.process_event(runtime.hub, event_id, runtime.connector)
-        except Exception:  # noqa: BLE001 (logged; the event stays received and the sweeper publishes it again)
-            log.exception("event left for the sweeper", event_id=event_id)
+    started = time.perf_counter()
+    results = services.process_events(runtime.hub, event_ids, runtime.connector)
+    elapsed = time.perf_counter() - started
+    deliveries: list[int] = []
+    for event_id, result in zip(event_ids, results, strict=True):
+        if isinstance(result, Exception):
+            log.error("event left for the sweeper", event_id=event_id, exc_info=result)
             continue
-        metrics.APPLY_SECONDS.observe(time.perf_counter() - started)
-        runtime.publish_deliveries(processed.deliveries)
+        metrics.APPLY_SECONDS.observe(elapsed)
+        deliveries.extend(result.deliveries)
+    runtime.publish_deliveries(deliveries)
 
 
 @celery_app.task(name="tickethub.process_event", acks_late=True, reject_on_worker_lost=True)

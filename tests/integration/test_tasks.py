@@ -9,13 +9,16 @@ from typing import Any
 
 import pytest
 from kombu import Producer
+from sqlalchemy import func, select
 
 from hub import runtime as runtime_module
+from hub import services
 from hub.bootstrap import Hub, bootstrap
 from hub.config import load_settings
 from hub.services import accept_event
 from hub.store.engine import make_engine
 from hub.store.migrate import upgrade
+from hub.store.tables import deliveries, outbox, tickets
 from hub.tasks import process_events
 
 
@@ -59,6 +62,55 @@ def test_an_event_that_fails_does_not_hold_back_the_rest_of_its_batch(hub_with_r
 
     with hub.store.unit_of_work() as uow:
         assert [uow.inbox.get(i)["state"] for i in ids] == ["processed", "processed"]
+
+
+def _crm_change(name: str, at: str = "2026-02-13T09:00:00Z") -> dict[str, Any]:
+    return {"modified_at": at, "author": "agent@example.com", "fields": {"contact": {"name": name}}}
+
+
+def test_events_of_one_message_are_applied_together_and_one_that_fails_is_rolled_back_alone(
+        hub_with_runtime: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On SQLite a message's events share transactions; an event whose apply breaks halfway (after some of
+    its writes) leaves nothing behind and stays received for the sweeper, and the others are applied and
+    their deliveries published."""
+    hub = hub_with_runtime
+    ids = [accept_event(hub, "crm", f"msg-{n}", {"local_id": f"case-{n}", **_crm_change(f"Ada {n}")})[0]
+           for n in range(4)]
+    ingest = services._ingest
+
+    def breaks_on_case_2(hub: Hub, uow: Any, record: Any, *args: Any) -> Any:
+        done = ingest(hub, uow, record, *args)  # its ticket, record and outbox rows are written...
+        if record.local_id == "case-2":
+            raise RuntimeError("disk I/O error")  # ...and then it fails
+        return done
+
+    monkeypatch.setattr(services, "_ingest", breaks_on_case_2)
+    process_events(ids)
+
+    with hub.store.unit_of_work() as uow:
+        assert [uow.inbox.get(i)["state"] for i in ids] == ["processed", "processed", "received", "processed"]
+        assert uow.tickets.find_by_xref("crm", "case-2") is None
+        assert all(uow.tickets.find_by_xref("crm", f"case-{n}") for n in (0, 1, 3))
+        scheduled = sorted(uow.conn.execute(select(deliveries.c.id)).scalars())
+        broken_ticket_rows = uow.conn.execute(select(outbox).where(outbox.c.ticket_id.not_in(
+            select(deliveries.c.ticket_id)))).all()
+    assert scheduled and not broken_ticket_rows
+    assert sorted(m.decode()[0][0] for m in _messages(hub, "deliveries")) == scheduled
+
+
+def test_changes_to_one_record_in_one_message_make_one_ticket_with_the_newest_value(hub_with_runtime: Hub) -> None:
+    hub = hub_with_runtime
+    newer = accept_event(hub, "crm", "msg-b", {"local_id": "case-7", **_crm_change("Grace", "2026-02-13T10:00:00Z")})
+    older = accept_event(hub, "crm", "msg-a", {"local_id": "case-7", **_crm_change("Ada", "2026-02-13T09:00:00Z")})
+
+    process_events([newer[0], older[0], newer[0]])  # newest first, and one of them twice
+
+    with hub.store.unit_of_work() as uow:
+        ticket_id = uow.tickets.find_by_xref("crm", "case-7")
+        assert ticket_id is not None
+        assert uow.tickets.get(ticket_id).fields["customer.name"].value == "Grace"
+        assert [uow.inbox.get(e[0])["state"] for e in (newer, older)] == ["processed", "processed"]
+        assert uow.conn.execute(select(func.count()).select_from(tickets)).scalar_one() == 1
 
 
 def _messages(hub: Hub, logical: str) -> list[Any]:
