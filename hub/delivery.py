@@ -1,5 +1,6 @@
 """Deliver one delivery: claim it (one transaction), write through the connector (no transaction open),
-record the outcome (one transaction). Returns what the caller (a Celery task) must schedule next.
+record the outcome (one transaction; on SQLite both are shared with other threads' claims and outcomes,
+see `Store.together`). Returns what the caller (a Celery task) must schedule next.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hub.retry import RetryPolicy, classify
 from hub.store.deliveries import Claim
 
 log = structlog.get_logger("tickethub.delivery")
+_JITTER = Random()  # one per process: seeding one per delivery read the OS entropy source every time
 
 
 @dataclass(frozen=True)
@@ -41,12 +43,11 @@ def max_in_flight(hub: Hub, system: str) -> int:
 
 def deliver_once(hub: Hub, delivery_id: int, connector_for: Callable[[str], Connector],
                  rng: Random | None = None) -> DeliverOutcome:
-    rng = rng or Random()
+    rng = rng or _JITTER
     started = hub.clock()
-    with hub.store.unit_of_work() as uow:
-        claim = uow.deliveries.claim(delivery_id, started, timedelta(seconds=hub.settings.delivery.lease_seconds),
-                                     lambda system: max_in_flight(hub, system))
-        uow.commit()
+    lease = timedelta(seconds=hub.settings.delivery.lease_seconds)
+    claim = hub.store.together(
+        lambda uow: uow.deliveries.claim(delivery_id, started, lease, lambda system: max_in_flight(hub, system)))
     if isinstance(claim, str):
         countdown = 0.5 + rng.random() if claim == "busy" else None
         return DeliverOutcome(claim, countdown)
@@ -74,13 +75,12 @@ def _finish(hub: Hub, claim: Claim, result: WriteResult, started: datetime, rng:
             verdict = "dead"
             result = replace(result, error=f"gave up after {claim.attempt} attempts: {result.error}")
     next_at = now + timedelta(seconds=wait) if wait is not None else None
-    with hub.store.unit_of_work() as uow:
+
+    def record(uow: Any) -> tuple[str, float | None, list[int]]:
         if not uow.deliveries.finish(claim, verdict, now, result.status_code, result.error, next_at):
             uow.deliveries.record_attempt(claim, started, now, "late", result.status_code, result.error,
                                           result.retry_after)
-            uow.commit()
-            bound.warning("delivery finished after its lease ran out; another attempt owns it")
-            return DeliverOutcome("late")
+            return "late", None, []
         uow.deliveries.record_attempt(claim, started, now, verdict, result.status_code, result.error,
                                       result.retry_after)
         latency = None
@@ -92,7 +92,12 @@ def _finish(hub: Hub, claim: Claim, result: WriteResult, started: datetime, rng:
             accepted = claim.first_accepted_at
             latency = (now - accepted).total_seconds() if accepted else None
         follow_ups = [] if verdict == "retry" else uow.deliveries.schedule(claim.ticket_id, now, [claim.system])
-        uow.commit()
+        return verdict, latency, follow_ups
+
+    recorded, latency, follow_ups = hub.store.together(record)
+    if recorded == "late":
+        bound.warning("delivery finished after its lease ran out; another attempt owns it")
+        return DeliverOutcome("late")
     if verdict == "dead":
         bound.warning("delivery dead-lettered", status_code=result.status_code, error=result.error)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -219,6 +220,39 @@ def test_inbox_accepts_an_event_once(engine: Engine) -> None:
         stored = uow.inbox.get("crm:evt-1")
     assert first == ("crm:evt-1", False) and second == ("crm:evt-1", True)
     assert stored is not None and stored["payload"] == {"a": 1}
+
+
+def test_work_of_many_threads_run_together_keeps_each_result_and_each_failure_apart(engine: Engine) -> None:
+    """`Store.together` (group commit on SQLite): 48 threads store events at once; each gets its own answer,
+    the one whose work fails after writing gets its own error and leaves nothing, the rest are all kept,
+    and a duplicate racing its original is reported as one."""
+    store = Store(engine)
+    answers: dict[int, tuple[str, bool] | ValueError] = {}
+
+    def accept(index: int) -> None:
+        def work(uow: Any) -> tuple[str, bool]:
+            stored = uow.inbox.accept("crm", f"evt-{index % 40}", {"n": index}, T0)
+            if index == 7:
+                raise ValueError("refused after writing")
+            return stored  # type: ignore[no-any-return]
+
+        try:
+            answers[index] = store.together(work)
+        except ValueError as exc:
+            answers[index] = exc
+
+    errors = _run_threads(48, accept)
+    assert not errors, errors
+    assert isinstance(answers.pop(7), ValueError)
+    with store.unit_of_work() as uow:
+        stored = {i: uow.inbox.get(f"crm:evt-{i}") for i in range(40)}
+    assert stored[7] is None or stored[7]["payload"] == {"n": 47}  # only its twin (47) may have stored evt-7
+    assert all(stored[i] is not None for i in range(40) if i != 7)
+    for index, answer in answers.items():
+        assert not isinstance(answer, ValueError) and answer[0] == f"crm:evt-{index % 40}"
+        original = stored[index % 40]
+        if original is not None:
+            assert answer[1] == (original["payload"] != {"n": index})
 
 
 def test_the_connection_budget_per_process_is_configurable(tmp_path: Path) -> None:
