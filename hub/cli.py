@@ -236,7 +236,7 @@ def worker(ctx: typer.Context,
         "--prefetch-multiplier", str(prefetch), "--without-gossip", "--without-mingle", "--without-heartbeat",
         "--hostname", f"tickethub-{name}-{os.getpid()}@%h", "--loglevel", "WARNING",
     ])
-    runtime.client.close()
+    runtime.close()
 
 
 @app.command("beat")
