@@ -65,10 +65,9 @@ def accept_event(hub: Hub, system: str, external_id: str, payload: Any) -> tuple
     """Store an inbound event durably; (event_id, duplicate)."""
     if system not in hub.settings.systems:
         raise UnknownSystem(f"no system `{system}` is configured")
-    with hub.store.unit_of_work() as uow:
-        event_id, duplicate = uow.inbox.accept(system, external_id, payload, hub.clock(),
-                                               dispatched=bool(hub.on_accept))
-        uow.commit()
+    dispatched = bool(hub.on_accept)
+    event_id, duplicate = hub.store.together(
+        lambda uow: uow.inbox.accept(system, external_id, payload, hub.clock(), dispatched=dispatched))
     metrics.EVENTS.labels(system, "duplicate" if duplicate else "accepted").inc()
     log.info("event accepted", system=system, event_id=event_id, duplicate=duplicate)
     if not duplicate:
