@@ -562,14 +562,14 @@ def noop_app(broker_url: str, folder: str, marks: str) -> Any:
     return app
 
 
-def noop_worker_main(broker_url: str, folder: str, marks: str) -> None:
+def noop_worker_main(broker_url: str, folder: str, marks: str, threads: str) -> None:
     app = noop_app(broker_url, folder, marks)
-    app.worker_main(["worker", "--pool", "threads", "--concurrency", "4", "--prefetch-multiplier", "8",
+    app.worker_main(["worker", "--pool", "threads", "--concurrency", threads, "--prefetch-multiplier", "8",
                      "--queues", NOOP_QUEUE, "--without-gossip", "--without-mingle", "--without-heartbeat",
                      "--loglevel", "WARNING"])
 
 
-def noop_rate(broker_url: str, folder: Path, procs: Processes, count: int, cap: float) -> float:
+def noop_rate(broker_url: str, folder: Path, procs: Processes, count: int, cap: float, threads: int) -> float:
     """No-op tasks a second: publish `count` (+ first/last marks), then start the worker and time it."""
     marks, broker = folder / "marks", folder / "broker"
     marks.mkdir(parents=True)
@@ -579,7 +579,8 @@ def noop_rate(broker_url: str, folder: Path, procs: Processes, count: int, cap: 
     with app.producer_or_acquire() as producer:  # as hub/runtime.py _publish
         for mark in ("first", *([None] * count), "last"):
             noop.apply_async((mark,), producer=producer)
-    procs.start("noop-worker", bench_argv("_noop-worker", broker_url, str(broker), str(marks)), child_env())
+    procs.start("noop-worker", bench_argv("_noop-worker", broker_url, str(broker), str(marks), str(threads)),
+                child_env())
     deadline = time.monotonic() + cap
     while not (marks / "last").exists() and time.monotonic() < deadline:
         procs.check("noop-worker")
@@ -636,7 +637,7 @@ class HubInstance:
             self.api_port = free_port()
         commands = {
             "api": ("api", "--port", str(self.api_port), "--relay" if relay else "--no-relay"),
-            "events": ("worker", "--queues", "events", "--concurrency", "4", "--prefetch", "8"),
+            "events": ("worker", "--queues", "events", "--concurrency", str(self.event_threads), "--prefetch", "8"),
             "deliveries": ("worker", "--queues", "deliveries", "--concurrency", str(plan.delivery_concurrency),
                            "--prefetch", "1"),
             "beat": ("beat",),
@@ -648,6 +649,10 @@ class HubInstance:
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "hub", "--config", str(self.folder / "tickethub.toml"), *args]
+
+    @property
+    def event_threads(self) -> int:
+        return event_threads(self.database_url.startswith("sqlite"))
 
     def env(self) -> dict[str, str]:
         extra = {"TICKETHUB_API_TOKEN": "bench-token", SECRET_ENV: SECRET}
@@ -709,6 +714,13 @@ class HubInstance:
                 return rows
             self.procs.check(*self.procs.running)
             time.sleep(0.25)
+
+
+def event_threads(sqlite: bool) -> int:
+    """The events worker's threads, as `tickethub up` chooses them for the database."""
+    from hub.cli import default_event_threads
+
+    return default_event_threads("sqlite" if sqlite else "postgresql")
 
 
 def epoch(moment: datetime | None) -> float:
@@ -983,11 +995,13 @@ def bench_backend(backend: Backend, plan: Plan, procs: Processes, report: Report
     progress(f"{backend.name}: raw Celery, {count:,} no-op tasks")
     folder = backend.tmp / f"{backend.name}-noop"
     folder.mkdir()
-    raw = noop_rate(backend.noop_broker(folder), folder, procs, count, plan.drain_cap_s)
+    threads = event_threads(isinstance(backend, Embedded))
+    raw = noop_rate(backend.noop_broker(folder), folder, procs, count, plan.drain_cap_s, threads)
     report.figure(backend.label, "pipeline vs raw Celery",
                   f"hub {drain:,.0f} events/s vs no-op {raw:,.0f} tasks/s = {drain / raw:.2f}x (target >= 0.5x)",
                   verdict(drain / raw >= 0.5),
-                  f"a backlog of {count:,} published events drained by the events worker (threads, 4, prefetch 8; "
+                  f"a backlog of {count:,} published events drained by the events worker (threads, {threads}, "
+                  "prefetch 8, as `tickethub up` runs it; "
                   "the 5 deliveries each event publishes wait in the broker, no deliveries worker), rate from the "
                   "processed_at span; the same count of no-op tasks (JSON, late acks) on the same kind of broker "
                   "with the same worker options, timed by the first and last task")

@@ -153,12 +153,13 @@ class HubProcesses:
             "api": ["api", "--port", str(self.api_port)],
             "worker": ["worker", "--queues", "events,deliveries", "--concurrency", "8"],
             "beat": ["beat"],
+            "up": ["up", "--port", str(self.api_port)],  # all of them, as one command (its own process group)
         }
         for name in names or ("api", "worker", "beat"):
             log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the child)
             self.procs[name] = subprocess.Popen([sys.executable, "-m", "hub", *commands[name]], env=self.env(),
-                                                stdout=log, stderr=subprocess.STDOUT)
-        if "api" in (names or ("api",)):
+                                                stdout=log, stderr=subprocess.STDOUT, start_new_session=name == "up")
+        if {"api", "up"} & set(names or ("api",)):
             wait_until(self._api_up, 60, 0.2, "the API to answer /healthz")
 
     def _api_up(self) -> bool:
@@ -170,6 +171,12 @@ class HubProcesses:
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name)
         proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def kill_group(self, name: str) -> None:
+        """SIGKILL a process started in its own group (`up`) and every child it started, all at once."""
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
 
     def stop(self) -> None:

@@ -49,6 +49,31 @@ def test_events_accepted_while_no_worker_runs_are_all_processed_later(hub_factor
     assert phones == sorted(f"+44 5555 {n:04d}" for n in range(20))
 
 
+def test_tickethub_up_killed_with_writes_in_flight_and_started_again_loses_nothing(hub_factory, receivers) -> None:
+    """The embedded default as one command: `tickethub up` and all its children SIGKILLed while the ERP
+    is still answering the first write; started again, every accepted event reaches the ERP and the WMS,
+    and the write that was in flight is sent again with the same content."""
+    hub: HubProcesses = hub_factory()
+    receivers["erp"].script = [(200, 3.0)]
+    hub.start("up")
+    cases = [f"CASE-{n}" for n in range(12)]
+    for n, case in enumerate(cases):
+        assert hub.send(f"evt-{n}", crm_case(case, 0, contact={"phone": f"+44 7777 {n:04d}"})).status_code == 202
+    wait_until(lambda: receivers["erp"].bodies(), what="the ERP to receive a write")
+    hub.kill_group("up")
+    hub.start("up")
+
+    wait_until(lambda: len(_delivered_tickets(hub, "erp")) == len(_delivered_tickets(hub, "wms")) == len(cases),
+               timeout=90, what="every accepted event delivered after the restart")
+    phones = {b["fields"]["party.phone"] for b in receivers["erp"].bodies()}
+    assert phones == {f"+44 7777 {n:04d}" for n in range(len(cases))}
+    by_delivery: dict[int, list[dict]] = {}
+    for body in receivers["erp"].bodies():
+        by_delivery.setdefault(body["delivery_id"], []).append(body)
+    assert any(len(sent) == 2 for sent in by_delivery.values())  # the write in flight at the kill, sent again
+    assert all(all(b == sent[0] for b in sent) for sent in by_delivery.values())
+
+
 @pytest.mark.integration
 def test_a_broker_restart_with_events_in_flight_loses_nothing(hub_factory, receivers) -> None:
     """RabbitMQ stops and starts while webhooks arrive: every accepted event is applied and delivered once."""
