@@ -7,6 +7,7 @@ repository never updates or deletes an audit row: history only grows.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -145,23 +146,32 @@ class Store:
         return mine.outcome()
 
     def _run_together(self, batch: list[_Work[Any]]) -> None:
+        """Run `batch` in one transaction, stopping early once it has held the write lock TOGETHER_SECONDS:
+        what is left goes back to the head of the queue."""
+        ran = batch
         try:
             with self.unit_of_work() as uow:
-                for item in batch:
+                deadline = time.perf_counter() + TOGETHER_SECONDS
+                for position, item in enumerate(batch):
+                    if position and time.perf_counter() > deadline:
+                        ran = batch[:position]
+                        with self._waiting_lock:
+                            self._waiting[:0] = batch[position:]
+                        break
                     item.result = item.work(uow)
                 uow.commit()
         except Exception as exc:  # noqa: BLE001 (rolled back: run each alone, to give each its own outcome)
-            if len(batch) == 1:
-                batch[0].error = exc
+            if len(ran) == 1:
+                ran[0].error = exc
             else:
-                for item in batch:
+                for item in ran:
                     try:
                         with self.unit_of_work() as uow:
                             item.result = item.work(uow)
                             uow.commit()
                     except Exception as exc:  # noqa: BLE001 (handed to the thread whose work it is)
                         item.error = exc
-        for item in batch:
+        for item in ran:
             item.done = True
             item.wake.set()
 
@@ -178,6 +188,7 @@ class Store:
 
 
 TOGETHER_MAX = 32  # works run in one transaction by Store.together, at most
+TOGETHER_SECONDS = 0.005  # ... and no more once it has held the write lock this long (others wait for it)
 
 
 class _Work(Generic[T]):
