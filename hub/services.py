@@ -67,7 +67,8 @@ def accept_event(hub: Hub, system: str, external_id: str, payload: Any) -> tuple
         raise UnknownSystem(f"no system `{system}` is configured")
     dispatched = bool(hub.on_accept)
     event_id, duplicate = hub.store.together(
-        lambda uow: uow.inbox.accept(system, external_id, payload, hub.clock(), dispatched=dispatched))
+        lambda uow: uow.inbox.accept(system, external_id, payload, hub.clock(), dispatched=dispatched),
+        anywhere=True)
     metrics.EVENTS.labels(system, "duplicate" if duplicate else "accepted").inc()
     log.info("event accepted", system=system, event_id=event_id, duplicate=duplicate)
     if not duplicate:

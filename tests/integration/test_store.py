@@ -222,10 +222,12 @@ def test_inbox_accepts_an_event_once(engine: Engine) -> None:
     assert stored is not None and stored["payload"] == {"a": 1}
 
 
-def test_work_of_many_threads_run_together_keeps_each_result_and_each_failure_apart(engine: Engine) -> None:
-    """`Store.together` (group commit on SQLite): 48 threads store events at once; each gets its own answer,
-    the one whose work fails after writing gets its own error and leaves nothing, the rest are all kept,
-    and a duplicate racing its original is reported as one."""
+@pytest.mark.parametrize("anywhere", [False, True])
+def test_work_of_many_threads_run_together_keeps_each_result_and_each_failure_apart(engine: Engine,
+                                                                                     anywhere: bool) -> None:
+    """`Store.together` (group commit on SQLite, and with `anywhere` on PostgreSQL too): 48 threads store
+    events at once; each gets its own answer, the one whose work fails after writing gets its own error and
+    leaves nothing, the rest are all kept, and a duplicate racing its original is reported as one."""
     store = Store(engine)
     answers: dict[int, tuple[str, bool] | ValueError] = {}
 
@@ -237,7 +239,7 @@ def test_work_of_many_threads_run_together_keeps_each_result_and_each_failure_ap
             return stored  # type: ignore[no-any-return]
 
         try:
-            answers[index] = store.together(work)
+            answers[index] = store.together(work, anywhere=anywhere)
         except ValueError as exc:
             answers[index] = exc
 
