@@ -111,19 +111,21 @@ class Store:
         (then nothing it did is kept). `work` must not commit.
 
         On SQLite the work that threads of this process have waiting runs in one transaction (group commit):
-        one thread at a time leads, running what is waiting (up to TOGETHER_MAX) while the others sleep
-        until theirs is done or the lead is handed to them. The deliveries worker's 128 threads each took
-        the write lock twice per write, and queueing for it, taking it and committing cost more than the
-        statements (bench/pipeline.py, end to end at 100/s: the worker kept the lock busy ~77% of the time
-        for ~240 writes a second); the API's threads storing webhooks likewise (intake alone, two runs in
-        turn each: 1,014 and 1,096 webhooks/s, 0.94-1.02 ms of CPU each, one transaction a webhook; 1,457
-        and 1,522/s, 0.69-0.71 ms, together). If any work raises, the transaction is rolled back and each runs again
-        alone, so that one work's failure is its own. Elsewhere (PostgreSQL: concurrent writers) each work
-        is a unit of work of its own, unless `anywhere`: then works are combined there too, which saves each
-        its own round trips and commit. Only for work that takes no lock another work could take in the
-        opposite order (storing webhooks; the deliveries' claims lock a system and a row): two combined
-        transactions that still deadlock (the same webhook IDs, crossed, at two API processes) are broken
-        by PostgreSQL, and the works of the one it aborts run again alone."""
+        one thread at a time leads, running what is waiting (up to TOGETHER_MAX, and for TOGETHER_SECONDS of
+        the write lock at most) while the others sleep until theirs is done or the lead is handed to them.
+        The deliveries worker's 128 threads each took the write lock twice per write, and queueing for it,
+        taking it and committing cost more than the statements (bench/pipeline.py, end to end at 100/s: the
+        lock busy ~77% of the time for ~240 writes a second); the API's threads storing webhooks likewise
+        (intake alone, two runs in turn each: 1,014 and 1,096 webhooks/s at 0.94-1.02 ms of CPU each, one
+        transaction a webhook; 1,457 and 1,522/s at 0.69-0.71 ms, together). If any work raises, the
+        transaction is rolled back and each runs again alone, so that one work's failure is its own.
+
+        On PostgreSQL (concurrent writers) each work is a unit of work of its own, unless `anywhere`: then
+        works are combined there too, which saves each its round trips and its commit. Only for work that
+        takes no lock another work could take in the opposite order (storing webhooks; a delivery's claim
+        locks its system and its row): two combined transactions that still deadlock (the same webhook IDs,
+        crossed, at two API processes) are broken by PostgreSQL, and the works of the one it aborts run
+        again alone."""
         if self._writer is None and not anywhere:
             with self.unit_of_work() as uow:
                 result = work(uow)
