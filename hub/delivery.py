@@ -47,7 +47,8 @@ def deliver_once(hub: Hub, delivery_id: int, connector_for: Callable[[str], Conn
     started = hub.clock()
     lease = timedelta(seconds=hub.settings.delivery.lease_seconds)
     claim = hub.store.together(
-        lambda uow: uow.deliveries.claim(delivery_id, started, lease, lambda system: max_in_flight(hub, system)))
+        lambda uow: uow.deliveries.claim(delivery_id, started, lease, lambda system: max_in_flight(hub, system)),
+        anywhere=True)
     if isinstance(claim, str):
         countdown = 0.5 + rng.random() if claim == "busy" else None
         return DeliverOutcome(claim, countdown)
@@ -94,7 +95,7 @@ def _finish(hub: Hub, claim: Claim, result: WriteResult, started: datetime, rng:
         follow_ups = [] if verdict == "retry" else uow.deliveries.schedule(claim.ticket_id, now, [claim.system])
         return verdict, latency, follow_ups
 
-    recorded, latency, follow_ups = hub.store.together(record)
+    recorded, latency, follow_ups = hub.store.together(record, anywhere=True)
     if recorded == "late":
         bound.warning("delivery finished after its lease ran out; another attempt owns it")
         return DeliverOutcome("late")

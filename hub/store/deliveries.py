@@ -98,7 +98,10 @@ _FINISHED = {
         last_error=_P("f_error")),
 }
 _ATTEMPT = insert(delivery_attempts)
-_SYSTEM_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:system))")  # PostgreSQL: one claimer per system
+# PostgreSQL: claims take turns, so that each counts the deliveries in flight truly. One lock for every
+# system, not one each: a worker claims several deliveries in one transaction (Store.together), and two
+# workers taking two systems' locks in opposite orders would deadlock.
+_CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('tickethub:claims'))")
 
 
 class DeliveryRepository:
@@ -126,8 +129,8 @@ class DeliveryRepository:
             return "gone"
         if row.state == "retry_wait" and row.next_attempt_at is not None and row.next_attempt_at > now:
             return "not_due"
-        if self.conn.dialect.name == "postgresql":  # serialise the count per system across workers
-            self.conn.execute(_SYSTEM_LOCK, {"system": row.system})
+        if self.conn.dialect.name == "postgresql":  # claims take turns across workers (see _CLAIM_LOCK)
+            self.conn.execute(_CLAIM_LOCK)
         busy = self.conn.execute(_IN_FLIGHT, {"c_system": row.system, "c_now": now, "c_id": delivery_id}).scalar_one()
         if busy >= max_in_flight(row.system):
             return "busy"
