@@ -8,9 +8,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connectors.base import SourceRecord
+from hub import services
 from hub.bootstrap import Hub, bootstrap
 from hub.config import load_settings
 from hub.services import accept_event, process_event
@@ -52,6 +55,38 @@ def test_processing_an_event_twice_changes_nothing(hub: Hub) -> None:
         after = (uow.tickets.load_state(first.ticket_id), uow.tickets.history(first.ticket_id))
     assert again.state == "already processed"
     assert before == after
+
+
+def test_events_processed_together_match_one_by_one_and_a_failing_one_is_left_alone(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`process_events` (on SQLite a message's events share transactions; on PostgreSQL one by one): two notices
+    of one new case make one ticket with the newer name, the notice of a case whose apply breaks halfway
+    stays received and leaves no ticket, the others get IDs in order, and an event named twice in the
+    message is processed once."""
+    notices = [("n1", "CASE-1", 5, "Grace"), ("n2", "CASE-1", 0, "Ada"), ("n3", "CASE-2", 0, "Bob"),
+               ("n4", "CASE-3", 0, "Cy")]
+    ids = [accept_event(hub, "crm", external, {**crm_case(minute, contact={"name": name}), "local_id": case})[0]
+           for external, case, minute, name in notices]
+    ingest = services._ingest
+
+    def breaks_on_case_2(hub: Hub, uow: object, record: SourceRecord, *args: object) -> object:
+        done = ingest(hub, uow, record, *args)
+        if record.local_id == "CASE-2":
+            raise RuntimeError("disk I/O error")
+        return done
+
+    monkeypatch.setattr(services, "_ingest", breaks_on_case_2)
+    results = services.process_events(hub, [*ids, ids[0]])
+
+    assert [getattr(r, "state", type(r).__name__) for r in results] == [
+        "processed", "processed", "RuntimeError", "processed", "processed"]
+    assert results[4] is results[0]  # named twice, processed once
+    with hub.store.unit_of_work() as uow:
+        assert [uow.inbox.get(i)["state"] for i in ids] == ["processed", "processed", "received", "processed"]
+        tickets = {case: uow.tickets.find_by_xref("crm", case) for case in ("CASE-1", "CASE-2", "CASE-3")}
+        assert tickets["CASE-2"] is None
+        assert uow.tickets.get(tickets["CASE-1"]).fields["customer.name"].value == "Grace"
+    assert tickets["CASE-1"] < tickets["CASE-3"]
 
 
 def test_a_duplicate_event_id_is_accepted_once(hub: Hub) -> None:
