@@ -121,11 +121,12 @@ class Store:
         transaction is rolled back and each runs again alone, so that one work's failure is its own.
 
         On PostgreSQL (concurrent writers) each work is a unit of work of its own, unless `anywhere`: then
-        works are combined there too, which saves each its round trips and its commit. Only for work that
-        takes no lock another work could take in the opposite order (storing webhooks; a delivery's claim
-        locks its system and its row): two combined transactions that still deadlock (the same webhook IDs,
-        crossed, at two API processes) are broken by PostgreSQL, and the works of the one it aborts run
-        again alone."""
+        works are combined there too, which saves each its round trips and its commit. Only for work whose
+        locks two transactions cannot take in opposite orders in the normal course: storing webhooks
+        (unique keys), deliveries' claims (one advisory lock, then the delivery's own row) and outcomes (their
+        own rows). A deadlock that still happens (the same webhook IDs crossed at two API processes, one
+        delivery's repeated messages at two workers) is broken by PostgreSQL, and the works of the
+        transaction it aborts run again alone."""
         if self._writer is None and not anywhere:
             with self.unit_of_work() as uow:
                 result = work(uow)
