@@ -52,6 +52,8 @@ class Channel(filesystem.Channel):  # kombu's own signature: (queue, message)
         self._spare_folder = os.path.join(self.data_folder_out, ".spare")
         os.makedirs(self._spare_folder, exist_ok=True)
         self._spares: list[str] = []  # names from the last listing of the spares, not yet tried
+        self._spares_listed_at = -RELIST_SECONDS
+        self._retired_at_listing = 0
         self._retired = 0
         self._spare_count = 0  # as last counted
         self._adopt_flat_messages()
@@ -79,10 +81,15 @@ class Channel(filesystem.Channel):  # kombu's own signature: (queue, message)
         os.replace(partial, os.path.join(folder, f"{int(round(monotonic() * 1000)):015d}_{uuid.uuid4()}{_SUFFIX}"))
 
     def _take_spare(self, path: str) -> bool:
-        """Move a spare message file to `path`; False if there is none."""
+        """Move a spare message file to `path`; False if there is none. The spares are listed again once
+        this channel has retired a file since, or RELIST_SECONDS have passed: with none to find, listing
+        them before every publish cost more than it saved."""
         for relisted in (False, True):
             if relisted:
-                self._spares = os.listdir(self._spare_folder)
+                if self._retired == self._retired_at_listing and monotonic() - self._spares_listed_at < RELIST_SECONDS:
+                    return False
+                self._spares, self._spares_listed_at = os.listdir(self._spare_folder), monotonic()
+                self._retired_at_listing = self._retired
             while self._spares:
                 try:
                     os.rename(os.path.join(self._spare_folder, self._spares.pop()), path)
