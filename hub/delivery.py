@@ -1,6 +1,6 @@
 """Deliver one delivery: claim it (one transaction), write through the connector (no transaction open),
-record the outcome (one transaction; on SQLite both are shared with other threads' claims and outcomes,
-see `Store.together`). Returns what the caller (a Celery task) must schedule next.
+record the outcome (one transaction; both are shared with other threads' claims and outcomes, see
+`Store.together`). Returns what the caller (a Celery task) must schedule next.
 """
 
 from __future__ import annotations
