@@ -247,7 +247,7 @@ class Webhooks:
         self.prefix, self.numbers = prefix, itertools.count()
 
     def next(self) -> tuple[str, bytes, dict[str, str]]:
-        from connectors.signing import sign_standard
+        from hub.core.signing import sign_standard
 
         msg_id = f"{self.prefix}-{next(self.numbers)}"
         body = json.dumps({"local_id": msg_id, "modified_at": datetime.now(UTC).isoformat(),
@@ -527,7 +527,7 @@ def bare_app(key: bytes, inbox: BareInbox) -> Callable[..., Any]:
 def bare_main(port: int, database: str) -> None:
     import uvicorn
 
-    from connectors.signing import standard_key
+    from hub.core.signing import standard_key
 
     uvicorn.run(bare_app(standard_key(SECRET), BareInbox(database)), host="127.0.0.1", port=port,
                 log_level="warning")  # as `tickethub api` serves the hub (hub/cli.py _serve)

@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 
-from connectors.base import Connector
 from hub.config import Settings
-from hub.errors import UnknownSystem
+from hub.core.errors import UnknownSystem
+from hub.core.ports import Connector
 
 
 def load_credentials(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, str]:

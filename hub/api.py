@@ -17,10 +17,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import Receive, Scope, Send
 
 from hub.bootstrap import Hub
-from hub.errors import InvalidTicketId, TicketNotFound
+from hub.core.errors import InvalidTicketId, TicketNotFound
+from hub.core.ticket_ids import parse_ticket_id
 from hub.intake import WebhookIntake, load_webhook_secrets
 from hub.ops_api import ops_router
-from hub.ticket_ids import parse_ticket_id
 from hub.views import audit_json, ticket_json
 
 _bearer = HTTPBearer(auto_error=False)

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from hub.config import Settings
+from hub.core.mapping import MappingSet
 from hub.store.engine import make_engine
 from hub.store.repository import Store
-from mappings.engine import MappingSet
 from mappings.loader import load_mappings
 
 

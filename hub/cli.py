@@ -14,9 +14,9 @@ from rich.table import Table
 
 from hub.bootstrap import Hub, bootstrap
 from hub.config import Settings, load_settings
-from hub.errors import ConfigError, InvalidTicketId, MappingError, TicketNotFound
+from hub.core.errors import ConfigError, InvalidTicketId, MappingError, TicketNotFound
+from hub.core.ticket_ids import parse_ticket_id
 from hub.logs import configure_logging
-from hub.ticket_ids import parse_ticket_id
 from hub.views import audit_json, delivery_json, ticket_json
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="tickethub: one service ticket across systems.")
@@ -355,7 +355,7 @@ def dlq_replay(ctx: typer.Context, ids: Annotated[list[int] | None, typer.Argume
 def _since(text: str | None) -> Any:
     if text is None:
         return None
-    from hub.canonical import parse_datetime
+    from hub.core.canonical import parse_datetime
 
     try:
         return parse_datetime(text if ("T" not in text or text[-1] == "Z" or "+" in text) else text + "Z")

@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hub.errors import ConfigError, Problem
-from hub.ticket_ids import BUSINESS_CODE
+from hub.core.errors import ConfigError, Problem
+from hub.core.ticket_ids import BUSINESS_CODE
 from mappings.loader import DEFAULT_DIR, default_systems
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/tickethub.db"

@@ -13,10 +13,10 @@ from typing import Any
 
 import structlog
 
-from connectors.base import Connector, WriteRequest, WriteResult
 from hub.bootstrap import Hub
-from hub.errors import TickethubError
-from hub.retry import RetryPolicy, classify
+from hub.core.errors import TickethubError
+from hub.core.ports import Connector, WriteRequest, WriteResult
+from hub.core.retry import RetryPolicy, classify
 from hub.store.deliveries import Claim
 
 log = structlog.get_logger("tickethub.delivery")

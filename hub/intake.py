@@ -22,11 +22,11 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from connectors.signing import DEFAULT_TOLERANCE, SignatureError, standard_key, verifier_for, verify_standard
 from hub import metrics
 from hub.bootstrap import Hub
 from hub.config import Settings
-from hub.errors import ConfigError, InvalidValue, Problem
+from hub.core.errors import ConfigError, InvalidValue, Problem
+from hub.core.signing import DEFAULT_TOLERANCE, SignatureError, standard_key, verifier_for, verify_standard
 from hub.services import accept_event, parse_generic
 
 log = structlog.get_logger("tickethub.intake")

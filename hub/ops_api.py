@@ -56,7 +56,7 @@ def ops_router(hub: Hub, require_token: Callable[..., None],
 
     @router.get("/polls", dependencies=authed, summary="Polled systems: how far each has been read, and its last error")
     def list_polls() -> dict[str, Any]:
-        from hub.canonical import format_datetime
+        from hub.core.canonical import format_datetime
         from hub.store.polls import PollRepository
 
         with hub.store.unit_of_work() as uow:

@@ -22,13 +22,13 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy import select, update
 
-from connectors.base import ConnectorError, SourceRecord
 from hub.bootstrap import Hub
-from hub.errors import UnknownSystem
+from hub.core.errors import UnknownSystem
+from hub.core.mapping import lookup_path
+from hub.core.ports import ConnectorError, SourceRecord
 from hub.store.polls import PollRepository
 from hub.store.repository import TicketRepository
 from hub.store.tables import inbox_events, tickets
-from mappings.engine import lookup_path
 
 log = structlog.get_logger("tickethub.polling")
 

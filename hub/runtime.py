@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import structlog
 
-from connectors.base import Connector
 from connectors.registry import build_connector, load_credentials
 from hub.bootstrap import Hub, bootstrap
 from hub.config import load_settings
+from hub.core.ports import Connector
 
 log = structlog.get_logger("tickethub.runtime")
 EVENT_BATCH = 20

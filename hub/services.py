@@ -16,14 +16,14 @@ from typing import Any
 import structlog
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.base import Connector, ConnectorError, RecordNotFound, SourceRecord
 from hub import metrics
-from hub.apply import apply_changes
 from hub.bootstrap import Hub
-from hub.errors import InvalidValue, OrphanRecord, UnknownSystem
-from hub.model import ApplyResult, FieldChange, Outcome, Provenance, TicketState
+from hub.core.apply import apply_changes
+from hub.core.errors import InvalidValue, OrphanRecord, UnknownSystem
+from hub.core.mapping import lookup_path
+from hub.core.model import ApplyResult, FieldChange, Outcome, Provenance, TicketState
+from hub.core.ports import Connector, ConnectorError, RecordNotFound, SourceRecord
 from hub.store.repository import TOGETHER_SECONDS
-from mappings.engine import lookup_path
 
 log = structlog.get_logger("tickethub.services")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.canonical import format_datetime
-from hub.model import FieldValue
+from hub.core.canonical import format_datetime
+from hub.core.model import FieldValue
 from hub.store.repository import AuditEntry, TicketView
 
 

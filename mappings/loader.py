@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hub.canonical import FIELDS, normalize
-from hub.errors import InvalidValue, MappingError, Problem
-from mappings.engine import FieldMapping, MappingSet, SystemMapping
+from hub.core.canonical import FIELDS, normalize
+from hub.core.errors import InvalidValue, MappingError, Problem
+from hub.core.mapping import FieldMapping, MappingSet, SystemMapping
 
 DEFAULT_DIR = Path(__file__).resolve().parent
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from connectors.base import WriteRequest, WriteResult
+from hub.core.ports import WriteRequest, WriteResult
 
 
 @dataclass

@@ -22,7 +22,9 @@ from typing import Any
 
 import httpx
 
-from connectors.base import (
+from hub.core.canonical import parse_datetime
+from hub.core.errors import InvalidValue
+from hub.core.ports import (
     ConnectorError,
     FieldSchema,
     Notice,
@@ -32,8 +34,6 @@ from connectors.base import (
     WriteResult,
     parse_retry_after,
 )
-from hub.canonical import parse_datetime
-from hub.errors import InvalidValue
 
 UNKNOWN_AUTHOR = "unknown"
 STATUSES = ("New", "Assigned", "Pending", "Closed", "Rejected", "Duplicate")

@@ -50,7 +50,7 @@ from connectors.bottlecrm.sandbox_fields import (
     id_list,
 )
 from connectors.bottlecrm.sandbox_webhooks import WebhookAttempt, Webhooks
-from hub.errors import TickethubError
+from hub.core.errors import TickethubError
 
 SLA_HOURS = {"Low": (24, 72), "Normal": (8, 48), "High": (4, 24), "Urgent": (1, 4)}  # cases/workflow.py defaults
 NO_ORG = "Organization context is required. Please login again."

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from connectors.base import (
+from hub.core.ports import (
     ConnectorError,
     FieldSchema,
     Notice,
@@ -24,7 +24,7 @@ from connectors.base import (
     WriteResult,
     parse_retry_after,
 )
-from connectors.signing import sign_standard
+from hub.core.signing import sign_standard
 
 
 class GenericConnector:

@@ -26,7 +26,11 @@ from typing import Any
 
 import httpx
 
-from connectors.base import (
+from connectors.tryton.models import MODELS, ModelSpec, Relation
+from connectors.tryton.rpc import TrytonFault, TrytonSession, TrytonUnreachable, decode
+from hub.core.canonical import parse_datetime
+from hub.core.errors import InvalidValue
+from hub.core.ports import (
     FieldSchema,
     Notice,
     RecordNotFound,
@@ -34,10 +38,6 @@ from connectors.base import (
     WriteRequest,
     WriteResult,
 )
-from connectors.tryton.models import MODELS, ModelSpec, Relation
-from connectors.tryton.rpc import TrytonFault, TrytonSession, TrytonUnreachable, decode
-from hub.canonical import parse_datetime
-from hub.errors import InvalidValue
 
 PAGE_SIZE = 500
 UNKNOWN_AUTHOR = "unknown"

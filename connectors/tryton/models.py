@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from connectors.base import FieldSchema
+from hub.core.ports import FieldSchema
 
 
 @dataclass(frozen=True)

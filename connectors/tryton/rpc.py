@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from connectors.base import ConnectorError
+from hub.core.ports import ConnectorError
 
 
 class TrytonFault(ConnectorError):

@@ -17,7 +17,7 @@ from typing import Any
 from connectors.tryton.sandbox_domain import DomainError, NotEmulated, check, matches, parse_order, sort_rows
 from connectors.tryton.sandbox_models import COMPANY, META, MODELS, Field, Model, field_of
 from connectors.tryton.sandbox_wire import timestamp_text
-from hub.errors import TickethubError
+from hub.core.errors import TickethubError
 
 Row = dict[str, Any]
 FIELD_CLASSES = {"char": "Char", "text": "Text", "integer": "Integer", "float": "Float", "numeric": "Numeric",

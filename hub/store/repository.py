@@ -17,8 +17,9 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, tuple_, update
 
-from hub.errors import TicketNotFound
-from hub.model import ApplyResult, FieldValue, Outcome, PendingWrite, Provenance, TicketState
+from hub.core.errors import TicketNotFound
+from hub.core.model import ApplyResult, FieldValue, Outcome, PendingWrite, Provenance, TicketState
+from hub.core.ticket_ids import format_ticket_id
 from hub.store.deliveries import DeliveryRepository
 from hub.store.dialect import insert_for
 from hub.store.engine import SqliteWriteLock
@@ -32,7 +33,6 @@ from hub.store.tables import (
     tickets,
     xrefs,
 )
-from hub.ticket_ids import format_ticket_id
 
 T = TypeVar("T")
 

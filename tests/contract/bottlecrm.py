@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from connectors.base import ConnectorError, RecordNotFound, WriteRequest
 from connectors.bottlecrm.connector import BottleCRMConnector
-from connectors.signing import verify_bottlecrm
+from hub.core.ports import ConnectorError, RecordNotFound, WriteRequest
+from hub.core.signing import verify_bottlecrm
 
 
 @dataclass

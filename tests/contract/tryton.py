@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from connectors.base import ConnectorError, RecordNotFound, WriteRequest
 from connectors.tryton.connector import TrytonConnector
 from connectors.tryton.rpc import TrytonFault, TrytonSession
+from hub.core.ports import ConnectorError, RecordNotFound, WriteRequest
 
 
 @dataclass

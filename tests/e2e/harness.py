@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from connectors.signing import sign_standard
+from hub.core.signing import sign_standard
 
 SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLWUyZS10ZXN0cy1vbmx5IQ=="
 OUT_SECRET = "whsec_" + "b3V0Ym91bmQtc2VjcmV0LWZvci1lMmUtdGVzdHMtb25seQ=="

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from connectors.signing import verify_standard
+from hub.core.signing import verify_standard
 from tests.e2e.harness import OUT_SECRET, HubProcesses, crm_case, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -13,12 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from connectors.base import WriteRequest
 from connectors.bottlecrm.connector import BottleCRMConnector
 from connectors.bottlecrm.sandbox import BottleCRMTwin
 from hub.api import create_app
 from hub.bootstrap import Hub, bootstrap
 from hub.config import load_settings
+from hub.core.ports import WriteRequest
 from hub.delivery import deliver_once
 from hub.services import process_event
 from mappings.loader import DEFAULT_DIR

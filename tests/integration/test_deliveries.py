@@ -18,12 +18,12 @@ import httpx
 import pytest
 from sqlalchemy import delete
 
-from connectors.base import Connector, WriteRequest, WriteResult
 from connectors.registry import build_connector
 from hub.bootstrap import Hub, bootstrap
 from hub.config import load_settings
+from hub.core.errors import UnknownSystem
+from hub.core.ports import Connector, WriteRequest, WriteResult
 from hub.delivery import DeliverOutcome, deliver_once, replay_delivery
-from hub.errors import UnknownSystem
 from hub.pipeline import Relay, sweep_once
 from hub.services import Processed, accept_event, process_event
 from hub.store.deliveries import Claim

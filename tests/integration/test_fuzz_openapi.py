@@ -19,9 +19,9 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 
-from connectors.signing import sign_standard
 from hub.api import create_app
 from hub.bootstrap import Hub
+from hub.core.signing import sign_standard
 from hub.services import accept_event, process_event
 
 TOKEN = "fuzz-token-not-a-secret"

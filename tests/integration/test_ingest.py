@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.base import SourceRecord
 from hub import services
 from hub.bootstrap import Hub, bootstrap
 from hub.config import load_settings
+from hub.core.ports import SourceRecord
 from hub.services import accept_event, process_event
 from hub.store.engine import make_engine
 

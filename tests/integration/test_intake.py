@@ -14,11 +14,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
-from connectors.signing import sign_bottlecrm, sign_standard
 from hub.api import create_app
 from hub.bootstrap import Hub
 from hub.config import Settings, SystemSettings
-from hub.errors import ConfigError
+from hub.core.errors import ConfigError
+from hub.core.signing import sign_bottlecrm, sign_standard
 from hub.intake import MAX_BODY_BYTES, intake_router, load_webhook_secrets
 
 TOKEN = "test-token-not-a-secret"

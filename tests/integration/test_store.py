@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from hub.apply import apply_changes
 from hub.bootstrap import bootstrap
 from hub.config import load_settings
-from hub.errors import ConfigError
-from hub.model import FieldChange, Provenance
+from hub.core.apply import apply_changes
+from hub.core.errors import ConfigError
+from hub.core.model import FieldChange, Provenance
 from hub.store.engine import make_engine
 from hub.store.migrate import is_current, upgrade
 from hub.store.repository import Store

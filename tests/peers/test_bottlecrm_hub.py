@@ -14,11 +14,11 @@ import httpx
 import pytest
 import uvicorn
 
-from connectors.base import WriteRequest
 from connectors.bottlecrm.connector import BottleCRMConnector
 from hub.api import create_app
 from hub.bootstrap import Hub, bootstrap
 from hub.config import load_settings
+from hub.core.ports import WriteRequest
 from hub.delivery import deliver_once
 from hub.services import process_event
 from hub.store.engine import make_engine

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from connectors.signing import SignatureError, verify_bottlecrm
+from hub.core.signing import SignatureError, verify_bottlecrm
 from tests.e2e.harness import Received, Receiver, wait_until
 from tests.peers.bottlecrm import BottleCRM
 

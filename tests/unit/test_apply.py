@@ -1,4 +1,4 @@
-"""Examples of `hub.apply.apply_changes`: echo, stale, ownership, refused values and ties."""
+"""Examples of `hub.core.apply.apply_changes`: echo, stale, ownership, refused values and ties."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hub.apply import apply_changes
-from hub.canonical import JsonScalar
-from hub.model import FieldChange, FieldValue, PendingWrite, Provenance, TicketState
-from mappings.engine import FieldMapping, MappingSet, SystemMapping
+from hub.core.apply import apply_changes
+from hub.core.canonical import JsonScalar
+from hub.core.mapping import FieldMapping, MappingSet, SystemMapping
+from hub.core.model import FieldChange, FieldValue, PendingWrite, Provenance, TicketState
 from mappings.loader import DEFAULT_DIR, default_systems, load_mappings
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""Property tests of `hub.apply.apply_changes`: order does not matter, ownership holds, nothing is lost.
+"""Property tests of `hub.core.apply.apply_changes`: order does not matter, ownership holds, nothing is lost.
 
 Changes are drawn from a few canonical fields with valid and invalid values, from owners and
 non-owners, with modified-at and author ranks from small sets so that ties happen. They run against
@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.apply import apply_changes
-from hub.canonical import FIELDS, JsonScalar, normalize
-from hub.errors import InvalidValue
-from hub.model import ApplyResult, FieldChange, Outcome, Provenance, TicketState
-from mappings.engine import FieldMapping, MappingSet, SystemMapping
+from hub.core.apply import apply_changes
+from hub.core.canonical import FIELDS, JsonScalar, normalize
+from hub.core.errors import InvalidValue
+from hub.core.mapping import FieldMapping, MappingSet, SystemMapping
+from hub.core.model import ApplyResult, FieldChange, Outcome, Provenance, TicketState
 from mappings.loader import DEFAULT_DIR, default_systems, load_mappings
 
 pytestmark = pytest.mark.unit

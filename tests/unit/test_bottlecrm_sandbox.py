@@ -11,7 +11,7 @@ import pytest
 
 from connectors.bottlecrm.sandbox import BottleCRMTwin, TwinClock, TwinError
 from connectors.bottlecrm.sandbox_webhooks import BACKOFF, GONE_REASON
-from connectors.signing import SignatureError, verify_bottlecrm
+from hub.core.signing import SignatureError, verify_bottlecrm
 from tests.e2e.harness import wait_until
 from tests.serving import served
 

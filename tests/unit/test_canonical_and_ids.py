@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.canonical import FIELDS, normalize, parse_datetime
-from hub.errors import InvalidTicketId, InvalidValue
-from hub.ticket_ids import TicketId, format_ticket_id, parse_ticket_id
+from hub.core.canonical import FIELDS, normalize, parse_datetime
+from hub.core.errors import InvalidTicketId, InvalidValue
+from hub.core.ticket_ids import TicketId, format_ticket_id, parse_ticket_id
 
 pytestmark = pytest.mark.unit
 

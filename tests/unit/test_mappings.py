@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.canonical import STATUSES, normalize
-from hub.errors import InvalidValue, MappingError, Problem
-from mappings.engine import FieldMapping
+from hub.core.canonical import STATUSES, normalize
+from hub.core.errors import InvalidValue, MappingError, Problem
+from hub.core.mapping import FieldMapping
 from mappings.loader import DEFAULT_DIR, check_mappings, default_systems, load_mappings
 
 pytestmark = pytest.mark.unit

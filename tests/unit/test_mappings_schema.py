@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from connectors.bottlecrm.connector import BottleCRMConnector
-from hub.errors import InvalidValue
+from hub.core.errors import InvalidValue
 from mappings.loader import DEFAULT_DIR, check_mappings
 
 # BottleCRM has no product fields: with it as the CRM, the shipped erp/mes mappings would subscribe to

@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.canonical import normalize
+from hub.core.canonical import normalize
 from hub.store.engine import make_engine
 from tests.tryton_world import HUB_USER, TrytonWorld
 

@@ -8,8 +8,8 @@ from random import Random
 
 import pytest
 
-from connectors.base import parse_retry_after
-from hub.retry import RetryPolicy, classify
+from hub.core.ports import parse_retry_after
+from hub.core.retry import RetryPolicy, classify
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,8 @@ import base64
 
 import pytest
 
-from connectors.signing import (
+from hub.core.errors import TickethubError
+from hub.core.signing import (
     VERIFIERS,
     SignatureError,
     sign_bottlecrm,
@@ -16,7 +17,6 @@ from connectors.signing import (
     verify_bottlecrm,
     verify_standard,
 )
-from hub.errors import TickethubError
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ import pytest
 from connectors.tryton.connector import schema_for
 from hub.celery_app import poll_schedule
 from hub.config import load_settings
-from hub.errors import ConfigError, Problem
+from hub.core.errors import ConfigError, Problem
 from mappings.loader import DEFAULT_DIR, check_mappings
 from tests.tryton_world import write_config
 

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from hub.canonical import FIELDS, JsonScalar, format_datetime, normalize, parse_datetime
-from hub.errors import InvalidValue
+from hub.core.canonical import FIELDS, JsonScalar, format_datetime, normalize, parse_datetime
+from hub.core.errors import InvalidValue
 
 Direction = Literal["read", "write", "both"]
 

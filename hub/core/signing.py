@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from hub.errors import TickethubError
+from hub.core.errors import TickethubError
 
 DEFAULT_TOLERANCE = 300.0  # seconds either side of the receiver's clock
 STANDARD_SECRET_PREFIX = "whsec_"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from hub.errors import InvalidValue
+from hub.core.errors import InvalidValue
 
 JsonScalar = str | int | bool | None
 

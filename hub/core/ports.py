@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from hub.canonical import JsonScalar
-from hub.errors import TickethubError
+from hub.core.canonical import JsonScalar
+from hub.core.errors import TickethubError
 
 
 class ConnectorError(TickethubError):

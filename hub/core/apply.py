@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from hub.canonical import FIELDS, JsonScalar, normalize
-from hub.errors import InvalidValue
-from hub.model import ApplyResult, FieldChange, FieldValue, Outcome, PendingWrite, TicketState
-from mappings.engine import MappingSet
+from hub.core.canonical import FIELDS, JsonScalar, normalize
+from hub.core.errors import InvalidValue
+from hub.core.mapping import MappingSet
+from hub.core.model import ApplyResult, FieldChange, FieldValue, Outcome, PendingWrite, TicketState
 
 
 def apply_changes(state: TicketState, changes: Iterable[FieldChange], mappings: MappingSet) -> ApplyResult:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from hub.canonical import JsonScalar
+from hub.core.canonical import JsonScalar
 
 
 @dataclass(frozen=True)

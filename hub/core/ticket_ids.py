@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from hub.errors import InvalidTicketId
+from hub.core.errors import InvalidTicketId
 
 _PATTERN = re.compile(r"(?P<day>[0-9]{8})-(?P<code>[A-Z]{2,6})-(?P<seq>[0-9]{5,})\Z", re.ASCII)
 BUSINESS_CODE = re.compile(r"[A-Z]{2,6}\Z", re.ASCII)
