@@ -24,9 +24,10 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text,
 
 from hub.bootstrap import bootstrap
 from hub.config import load_settings
-from hub.services import accept_event, process_event
 from hub.store.engine import make_engine
 from hub.store.migrate import upgrade
+from hub.usecases.ingest import accept_event
+from hub.usecases.process import process_event
 
 T0 = datetime(2026, 2, 13, 8, 0, tzinfo=UTC)
 STATUSES = ["New", "Assigned", "In Repair", "Pending", "Ready", "Shipped"]

@@ -542,7 +542,7 @@ def noop_app(broker_url: str, folder: str, marks: str) -> Any:
     stamps the time when it is the first or last of a run."""
     from celery import Celery
 
-    import hub.embedded_broker  # noqa: F401  (registers the tickethub-fs:// transport)
+    import hub.messaging.embedded_broker  # noqa: F401  (registers the tickethub-fs:// transport)
 
     app = Celery("bench_noop", set_as_current=False)
     options = {"data_folder_in": folder, "data_folder_out": folder, "control_folder": os.path.join(folder, "control"),
@@ -576,7 +576,7 @@ def noop_rate(broker_url: str, folder: Path, procs: Processes, count: int, cap: 
     broker.mkdir()
     app = noop_app(broker_url, str(broker), str(marks))
     noop = app.tasks["bench.noop"]
-    with app.producer_or_acquire() as producer:  # as hub/runtime.py _publish
+    with app.producer_or_acquire() as producer:  # as hub/messaging/publisher.py publish
         for mark in ("first", *([None] * count), "last"):
             noop.apply_async((mark,), producer=producer)
     procs.start("noop-worker", bench_argv("_noop-worker", broker_url, str(broker), str(marks), str(threads)),
@@ -718,7 +718,7 @@ class HubInstance:
 
 def event_threads(sqlite: bool) -> int:
     """The events worker's threads, as `tickethub up` chooses them for the database."""
-    from hub.cli import default_event_threads
+    from hub.cli.main import default_event_threads
 
     return default_event_threads("sqlite" if sqlite else "postgresql")
 

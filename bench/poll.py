@@ -6,9 +6,9 @@ never edited (null write_date, found by create_date) and edited ones. The MES is
 origin, so every order opens a ticket and applying does the whole work of an event. Measured in one run:
 
 - baseline: the same records read with plain `search_read` pages of the same size, no hub;
-- poll: `hub.polling.poll_system` from an empty watermark — keyset pages, one inbox event per record
+- poll: `hub.usecases.poll.poll_system` from an empty watermark — keyset pages, one inbox event per record
   version, in transactions of 500 — records/s and the ratio to the baseline;
-- apply: `hub.services.process_event` for each stored event (find or create the ticket, apply, save the
+- apply: `hub.usecases.process.process_event` for each stored event (find or create the ticket, apply, save the
   record, audit and outbox) — records/s;
 - an idle poll: nothing changed since, only the overlap window is read again;
 - peak memory: tracemalloc's peak during the poll (Python allocations) and the process's max RSS.
@@ -36,11 +36,11 @@ from connectors.tryton.connector import TrytonConnector  # noqa: E402
 from hub.bootstrap import bootstrap  # noqa: E402
 from hub.config import load_settings  # noqa: E402
 from hub.logs import configure_logging  # noqa: E402
-from hub.polling import poll_system  # noqa: E402
-from hub.services import process_event  # noqa: E402
 from hub.store.engine import make_engine  # noqa: E402
 from hub.store.migrate import upgrade  # noqa: E402
 from hub.store.tables import inbox_events  # noqa: E402
+from hub.usecases.poll import poll_system  # noqa: E402
+from hub.usecases.process import process_event  # noqa: E402
 from tests.peers.tryton import running_tryton  # noqa: E402
 
 

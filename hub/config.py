@@ -11,14 +11,17 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hub.core.errors import ConfigError, Problem
+from hub.core.plugin import ConnectorType
 from hub.core.ticket_ids import BUSINESS_CODE
-from mappings.loader import DEFAULT_DIR, default_systems
+from hub.mapping_files import DEFAULT_DIR, default_systems
+from hub.registry import UnknownConnectorType, connector_type
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/tickethub.db"
 SYSTEM_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -71,18 +74,13 @@ class DeliverySettings(_Strict):
     relay_interval_seconds: float = Field(default=0.2, gt=0)
 
 
-CONNECTOR_TYPES = ("generic", "bottlecrm", "tryton")
-POLLED_TYPES = ("tryton",)  # systems with no webhooks: the hub polls them
+class SystemSettings(BaseModel):
+    """One `[systems.<name>]` table: the keys every system has, plus its connector type's own (e.g. a tryton
+    system's `database` and `model`), which the type's `options` model validates (`check_system`)."""
 
+    model_config = ConfigDict(extra="allow", frozen=True)
 
-def _known_type(value: str) -> str:
-    if value not in CONNECTOR_TYPES:
-        raise ValueError(f"unknown connector type `{value}`; known: {', '.join(CONNECTOR_TYPES)}")
-    return value
-
-
-class SystemSettings(_Strict):
-    type: str = "generic"  # connector type: generic | bottlecrm
+    type: str = "generic"  # connector type: a `tickethub.connectors` entry point (generic, bottlecrm, tryton, ...)
     base_url: str | None = None
     mapping: str | None = None  # a file in mappings_dir, without .toml; default: the system's name
     origin: bool = False
@@ -90,35 +88,54 @@ class SystemSettings(_Strict):
     webhook_secrets_env: str | None = None
     max_in_flight: int | None = Field(default=None, ge=1)  # overrides [delivery] max_in_flight_per_system
     hub_author: str | None = None  # the user the hub writes as in this system: its changes are echoes
-    # tryton: the database and model (sale.sale | production | stock.shipment.out); the hub logs in as
-    # hub_author with the password in credentials_env
-    database: str | None = None
-    model: str | None = None
     poll_interval_seconds: float = Field(default=30.0, gt=0)  # polled systems: how often
     poll_overlap_seconds: float = Field(default=60.0, ge=0)  # each poll re-reads this far behind its watermark
 
     @field_validator("type")
     @classmethod
     def _type(cls, value: str) -> str:
-        return _known_type(value)
+        try:
+            connector_type(value)
+        except UnknownConnectorType as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
-    @model_validator(mode="after")
-    def _tryton(self) -> SystemSettings:
-        if self.type == "tryton":
-            missing = [key for key in ("base_url", "database", "model", "hub_author", "credentials_env")
-                       if not getattr(self, key)]
-            from connectors.tryton.models import MODELS
-
-            if self.model and self.model not in MODELS:
-                raise ValueError(f"tryton model `{self.model}` is not one tickethub maps; known: {', '.join(MODELS)}")
-            if missing:
-                raise ValueError(f"a tryton system needs {', '.join(missing)} (hub_author is the login the hub"
-                                 " uses, credentials_env the variable holding its password)")
-        return self
+    @property
+    def connector_type(self) -> ConnectorType:
+        return connector_type(self.type)
 
     @property
     def polled(self) -> bool:
-        return self.type in POLLED_TYPES
+        return self.connector_type.polled
+
+    @cached_property
+    def options(self) -> Any:
+        """The connector type's own keys, validated by its `options` model."""
+        return self.connector_type.validate_options(self.model_extra or {})
+
+
+def check_system(where: str, name: str, system: SystemSettings) -> list[Problem]:
+    """What is wrong with a system's keys for its connector type: keys it requires, and its own keys."""
+    declared = system.connector_type
+    problems = []
+    missing = [key for key in declared.requires if not getattr(system, key)]
+    if missing:
+        problems.append(Problem(where, f"systems.{name}", f"a {declared.name} system needs {', '.join(missing)}",
+                                f"set {', '.join(missing)} under [systems.{name}]"))
+    extra = system.model_extra or {}
+    if declared.options is None:
+        problems += [Problem(where, f"systems.{name}.{key}", "Extra inputs are not permitted",
+                             _fix("extra_forbidden", ("systems", name, key), declared))
+                     for key in extra]
+        return problems
+    try:
+        system.options  # noqa: B018 (validates and keeps them)
+    except ValidationError as exc:
+        problems += [Problem(where, ".".join(str(p) for p in ("systems", name, *err["loc"])),
+                             err["msg"].removeprefix("Value error, "),
+                             _fix(err["type"], ("systems", name, *err["loc"]), declared))
+                     for err in exc.errors()]
+    return problems
 
 
 class Settings(_Strict):
@@ -178,10 +195,17 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
                     _fix(err["type"], err["loc"]))
             for err in exc.errors()
         ]
+        systems = raw.get("systems")
+        for name, table in (systems.items() if isinstance(systems, dict) else ()):
+            try:  # its own keys too, so that one run names every problem
+                problems += check_system(where, name, SystemSettings.model_validate(table))
+            except (ValidationError, TypeError):
+                continue  # reported above
         raise ConfigError(problems) from exc
 
     problems = []
-    for name in settings.systems:
+    for name, system in settings.systems.items():
+        problems += check_system(where, name, system)
         if not SYSTEM_NAME.match(name):
             problems.append(Problem(where, f"systems.{name}", "a system name must be lower-case letters, digits,"
                                     " - or _, starting with a letter", "rename the [systems.<name>] table"))
@@ -193,13 +217,14 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     return settings
 
 
-def _fix(error_type: str, loc: tuple[int | str, ...]) -> str:
+def _fix(error_type: str, loc: tuple[int | str, ...], declared: ConnectorType | None = None) -> str:
     if error_type == "extra_forbidden":
-        section: type[BaseModel] = HubSettings if loc and loc[0] == "hub" else SystemSettings
-        if loc and loc[0] == "delivery":
-            section = DeliverySettings
         if loc and loc[0] not in ("hub", "systems", "delivery"):
             return "remove it; the file has [hub], [delivery] and [systems.<name>] tables"
+        allowed: list[str] = list({"hub": HubSettings, "delivery": DeliverySettings}.get(
+            str(loc[0]), SystemSettings).model_fields)
+        if declared is not None and declared.options is not None:
+            allowed += list(declared.options.model_fields)  # type: ignore[attr-defined]
         extra = " (system and author ranks live in the system's mapping file)" if loc[-1] == "rank" else ""
-        return f"remove it; allowed keys are {', '.join(sorted(section.model_fields))}{extra}"
+        return f"remove it; allowed keys are {', '.join(sorted(allowed))}{extra}"
     return "correct the value"

@@ -1,4 +1,4 @@
-"""Celery tasks: thin. They take IDs, call a service, and publish what comes next.
+"""Entrypoint: the Celery tasks. Thin: they take IDs, call a use case, and publish what comes next.
 
 Retries of deliveries are scheduled here, by Celery (a countdown), and nowhere else.
 """
@@ -9,23 +9,26 @@ import time
 
 import structlog
 
-from hub import metrics, polling, services
-from hub.celery_app import celery_app
-from hub.delivery import deliver_once
-from hub.pipeline import sweep_once
-from hub.runtime import current_runtime
+from hub import metrics
+from hub.bootstrap import current_runtime
+from hub.messaging import publisher
+from hub.messaging.celery_app import celery_app
+from hub.usecases.deliver import deliver_once
+from hub.usecases.poll import poll_system
+from hub.usecases.process import process_events as process_events_now
+from hub.usecases.sweep import sweep_once
 
 log = structlog.get_logger("tickethub.tasks")
 
 
-@celery_app.task(name="tickethub.process_events", acks_late=True, reject_on_worker_lost=True)
+@celery_app.task(name=publisher.PROCESS_EVENTS, acks_late=True, reject_on_worker_lost=True)
 def process_events(event_ids: list[str]) -> None:
-    """Events the relay published in one message, processed together (see `services.process_events`); one
+    """Events the relay published in one message, processed together (see `hub.usecases.process.process_events`); one
     that cannot be processed now (its system cannot be read, say) stays received for the sweeper and does
     not hold back the others. Their deliveries are published at once, together."""
     runtime = current_runtime()
     started = time.perf_counter()
-    results = services.process_events(runtime.hub, event_ids, runtime.connector)
+    results = process_events_now(runtime.hub, event_ids, runtime.connector)
     each = (time.perf_counter() - started) / max(len(event_ids), 1)  # processed together: each its share
     deliveries: list[int] = []
     for event_id, result in zip(event_ids, results, strict=True):
@@ -37,13 +40,7 @@ def process_events(event_ids: list[str]) -> None:
     runtime.publish_deliveries(deliveries)
 
 
-@celery_app.task(name="tickethub.process_event", acks_late=True, reject_on_worker_lost=True)
-def process_event(event_id: str) -> None:
-    """One event (messages published before events were batched)."""
-    process_events([event_id])
-
-
-@celery_app.task(name="tickethub.deliver", acks_late=True, reject_on_worker_lost=True)
+@celery_app.task(name=publisher.DELIVER, acks_late=True, reject_on_worker_lost=True)
 def deliver(delivery_id: int) -> None:
     runtime = current_runtime()
     outcome = deliver_once(runtime.hub, delivery_id, runtime.connector)
@@ -53,7 +50,7 @@ def deliver(delivery_id: int) -> None:
     runtime.publish_deliveries(outcome.follow_ups)
 
 
-@celery_app.task(name="tickethub.sweep", acks_late=True)
+@celery_app.task(name=publisher.SWEEP, acks_late=True)
 def sweep() -> None:
     runtime = current_runtime()
     events, delivery_ids = sweep_once(runtime.hub)
@@ -61,8 +58,8 @@ def sweep() -> None:
     runtime.publish_deliveries(delivery_ids)
 
 
-@celery_app.task(name="tickethub.poll", acks_late=True)
+@celery_app.task(name=publisher.POLL, acks_late=True)
 def poll(system: str) -> None:
     """Read what changed in a system that sends no webhooks (beat runs this per system)."""
     runtime = current_runtime()
-    polling.poll_system(runtime.hub, system, runtime.connector(system), runtime.publish_events)  # type: ignore[arg-type]
+    poll_system(runtime.hub, system, runtime.connector(system), runtime.publish_events)  # type: ignore[arg-type]

@@ -12,12 +12,13 @@ from typing import Any
 from sqlalchemy import Engine
 
 from connectors.tryton.connector import TrytonConnector
-from connectors.tryton.sandbox import TrytonTwin
+from connectors.tryton.twin import TrytonTwin
 from hub.bootstrap import Hub, bootstrap
 from hub.config import load_settings
-from hub.delivery import deliver_once
-from hub.polling import PollResult, poll_system
-from hub.services import accept_event, process_event
+from hub.usecases.deliver import deliver_once
+from hub.usecases.ingest import accept_event
+from hub.usecases.poll import PollResult, poll_system
+from hub.usecases.process import process_event
 from tests.fakes import RecordingWriter
 
 URL = "http://tryton.sandbox"

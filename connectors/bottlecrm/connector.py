@@ -95,7 +95,9 @@ class BottleCRMConnector:
             modified = parse_datetime(when) if isinstance(when, str) else None
         except InvalidValue as exc:
             raise InvalidValue(f"BottleCRM `{event}`: `updated_at` {exc}") from exc
-        return [Notice(local_id, modified, kind="contact" if event.startswith("contact.") else "case")]
+        if event.startswith("contact."):  # the contact's time is not its cases': reading them finds theirs
+            return [Notice(local_id, None, kind="contact")]
+        return [Notice(local_id, modified, kind="case")]
 
     # ---- reads ------------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from connectors.generic.notice import parse_notices
 from hub.core.ports import (
     ConnectorError,
     FieldSchema,
@@ -38,10 +39,7 @@ class GenericConnector:
 
     def parse_notice(self, headers: Mapping[str, str], payload: Any) -> list[Notice]:
         """A generic notice carries the whole record: nothing to read afterwards."""
-        from hub.services import parse_generic
-
-        record = parse_generic(self.system, payload)
-        return [Notice(record.local_id, record.modified_at, record)]
+        return parse_notices(self.system, payload)
 
     def read(self, local_id: str, kind: str = "record") -> list[SourceRecord]:
         raise ConnectorError(f"{self.system} is a generic system: it pushes its records and cannot be read")

@@ -102,14 +102,7 @@ class TrytonConnector:
 
     def parse_notice(self, headers: Mapping[str, str], payload: Any) -> list[Notice]:
         """A polled record, as the poller stored it in the inbox (`record_payload`)."""
-        if not isinstance(payload, dict) or not isinstance(payload.get("fields"), dict):
-            raise InvalidValue("a Tryton change is an object with `local_id`, `modified_at`, `author`, `fields`")
-        try:
-            record = SourceRecord(self.system, str(payload["local_id"]), parse_datetime(payload["modified_at"]),
-                                  str(payload["author"]), payload["fields"], payload.get("version"))
-        except (KeyError, TypeError) as exc:
-            raise InvalidValue(f"a Tryton change lacks {exc}") from exc
-        return [Notice(record.local_id, record.modified_at, record=record)]
+        return parse_polled(self.system, payload)
 
     @staticmethod
     def record_payload(record: SourceRecord) -> dict[str, Any]:
@@ -278,3 +271,15 @@ def _plain(value: Any) -> Any:
 
 def _merge(*streams: Iterator[SourceRecord]) -> Iterator[SourceRecord]:
     return heapq.merge(*streams, key=lambda r: (r.modified_at, int(r.local_id)))
+
+
+def parse_polled(system: str, payload: Any) -> list[Notice]:
+    """A polled record, as the poller stored it in the inbox (`TrytonConnector.record_payload`). Pure."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("fields"), dict):
+        raise InvalidValue("a Tryton change is an object with `local_id`, `modified_at`, `author`, `fields`")
+    try:
+        record = SourceRecord(system, str(payload["local_id"]), parse_datetime(payload["modified_at"]),
+                              str(payload["author"]), payload["fields"], payload.get("version"))
+    except (KeyError, TypeError) as exc:
+        raise InvalidValue(f"a Tryton change lacks {exc}") from exc
+    return [Notice(record.local_id, record.modified_at, record=record)]

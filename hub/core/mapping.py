@@ -1,6 +1,6 @@
 """Mappings in memory: per system, canonical field <-> system field, transforms, direction, ownership.
 
-Pure: the loader (`mappings.loader`) reads files and builds these; nothing here does I/O.
+Pure: the loader (`hub.mapping_files`) reads files and builds these; nothing here does I/O.
 Translation is two-way: `to_canonical` for what a system reports, `to_system` for what the hub would
 write there. `to_system` also enforces what the target declares it accepts, so a value the target
 would refuse is caught before anything is sent.

@@ -1,8 +1,9 @@
-"""Webhook signatures: Standard Webhooks, and the vendor schemes a connector may declare instead. Pure: no I/O.
+"""Webhook signatures: the Standard Webhooks scheme, and the pieces a vendor's scheme is built from. Pure.
 
 A verifier takes the system's active secrets (several during a rotation), the request headers, the raw
 body and the current unix time; it returns the event id to dedupe on, or raises `SignatureError` whose
-message says what is wrong and never contains a secret or a signature value.
+message says what is wrong and never contains a secret or a signature value. A connector type declares
+its inbound scheme (`SignatureScheme`); a type that declares none uses Standard Webhooks.
 
 Standard Webhooks (https://www.standardwebhooks.com):
     webhook-id: msg_2KWPBgLlAfxdpx2AI54pPJ85f4W
@@ -10,22 +11,23 @@ Standard Webhooks (https://www.standardwebhooks.com):
     webhook-signature: v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")> [v1,<…> …]
 A secret `whsec_<base64>` is the base64-decoded key; any other secret is its UTF-8 bytes. The official
 libraries base64-decode unprefixed secrets too, so share secrets with other tools in the `whsec_` form.
-
-BottleCRM (connector type "bottlecrm"):
-    X-BottleCRM-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "{t}.{body}")>[,v1=<…>]
-    X-BottleCRM-Delivery: <delivery id, the event id>
-The secret is used as the vendor issues it (its UTF-8 bytes).
+The signature itself is computed by the `standardwebhooks` package (the scheme's reference library); its
+`Webhook.verify` is not used as it is: it reads the wall clock (the hub's clock is injected), has a fixed
+tolerance, one secret at a time, and one message for every refusal.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
+
+from standardwebhooks import Webhook
 
 from hub.core.errors import TickethubError
 
@@ -45,6 +47,16 @@ class Verifier(Protocol):
                  tolerance: float = DEFAULT_TOLERANCE) -> str: ...
 
 
+@dataclass(frozen=True)
+class SignatureScheme:
+    """How a connector type's inbound webhooks are signed: the verifier, and how a configured secret becomes
+    a key (ValueError, naming no secret, for one that cannot be; checked once at start)."""
+
+    name: str
+    verify: Verifier
+    key: Callable[[str], bytes]
+
+
 # ---- Standard Webhooks ---------------------------------------------------------------------------
 
 def standard_key(secret: str) -> bytes:
@@ -62,117 +74,61 @@ def standard_key(secret: str) -> bytes:
     return key
 
 
-def _standard_digest(key: bytes, msg_id: str, timestamp: int | str, body: bytes) -> bytes:
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    return hmac.new(key, signed, hashlib.sha256).digest()
+def _standard_signature(key: bytes, msg_id: str, timestamp: int | str, body: bytes) -> bytes:
+    """`v1,<base64>` for one message, as the reference library signs it."""
+    when = datetime.fromtimestamp(int(timestamp), UTC)
+    return Webhook(key).sign(msg_id, when, body).encode("ascii")
 
 
 def sign_standard(secret: str, msg_id: str, timestamp: int, body: bytes | str) -> str:
     """The `webhook-signature` header value (`v1,<base64>`) for one message."""
     raw = body.encode("utf-8") if isinstance(body, str) else body
-    digest = _standard_digest(standard_key(secret), msg_id, timestamp, raw)
-    return "v1," + base64.b64encode(digest).decode("ascii")
+    return _standard_signature(standard_key(secret), msg_id, timestamp, raw).decode("ascii")
 
 
 def verify_standard(secrets: Sequence[str], headers: Mapping[str, str], body: bytes, now: float, *,
                     tolerance: float = DEFAULT_TOLERANCE) -> str:
     """Check a Standard Webhooks signature against every active secret; return the `webhook-id`."""
-    found = _lowered(headers)
-    msg_id, stamp, signature = (_required(found, name) for name in
+    found = lowered(headers)
+    msg_id, stamp, signature = (required_header(found, name) for name in
                                 ("webhook-id", "webhook-timestamp", "webhook-signature"))
-    _check_timestamp("webhook-timestamp", stamp, now, tolerance)
+    check_timestamp("webhook-timestamp", stamp, now, tolerance)
     offered = []
     for entry in signature.split():
         version, _, value = entry.partition(",")
         if version != "v1":
             continue  # other versions (v1a asymmetric, future ones) are not ours to check
         try:
-            offered.append(base64.b64decode(value, validate=True))
+            offered.append(b"v1," + base64.b64encode(base64.b64decode(value, validate=True)))
         except ValueError:  # binascii.Error, or non-ASCII text: cannot match, like a wrong value
             continue
     if not offered:
         raise SignatureError("header webhook-signature holds no v1 signature (expected `v1,<base64>`)")
-    keys = _keys(secrets, standard_key)
+    keys = active_keys(secrets, standard_key)
     for key in keys:
-        expected = _standard_digest(key, msg_id, stamp, body)
+        expected = _standard_signature(key, msg_id, stamp, body)
         if any(hmac.compare_digest(expected, candidate) for candidate in offered):
             return msg_id
     raise SignatureError(f"no v1 signature in webhook-signature matches any of the {len(keys)} active secret(s)")
 
 
-# ---- BottleCRM -----------------------------------------------------------------------------------
-
-BOTTLECRM_SIGNATURE = "X-BottleCRM-Signature"
-BOTTLECRM_DELIVERY = "X-BottleCRM-Delivery"
+STANDARD_WEBHOOKS = SignatureScheme("standard-webhooks", verify_standard, standard_key)
 
 
-def _bottlecrm_key(secret: str) -> bytes:
-    if not secret:
-        raise ValueError("a webhook secret must not be empty")
-    return secret.encode("utf-8")
+# ---- pieces every scheme uses -------------------------------------------------------------------------------
 
-
-def _bottlecrm_hex(key: bytes, timestamp: int | str, body: bytes) -> str:
-    return hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-
-
-def sign_bottlecrm(secret: str, timestamp: int, body: bytes | str) -> str:
-    """The `X-BottleCRM-Signature` header value (`t=<unix>,v1=<hex>`) for one delivery."""
-    raw = body.encode("utf-8") if isinstance(body, str) else body
-    return f"t={timestamp},v1={_bottlecrm_hex(_bottlecrm_key(secret), timestamp, raw)}"
-
-
-def verify_bottlecrm(secrets: Sequence[str], headers: Mapping[str, str], body: bytes, now: float, *,
-                     tolerance: float = DEFAULT_TOLERANCE) -> str:
-    """Check BottleCRM's native signature against every active secret; return the delivery id."""
-    found = _lowered(headers)
-    delivery = _required(found, BOTTLECRM_DELIVERY.lower(), BOTTLECRM_DELIVERY)
-    signature = _required(found, BOTTLECRM_SIGNATURE.lower(), BOTTLECRM_SIGNATURE)
-    stamps, offered = [], []
-    for part in signature.split(","):
-        name, _, value = part.strip().partition("=")
-        if name == "t":
-            stamps.append(value)
-        elif name == "v1":
-            offered.append(value.lower().encode("utf-8", "replace"))
-    if len(stamps) != 1 or not offered:
-        raise SignatureError(f"header {BOTTLECRM_SIGNATURE} must be `t=<unix seconds>,v1=<hex>`")
-    _check_timestamp(f"{BOTTLECRM_SIGNATURE} t", stamps[0], now, tolerance)
-    keys = _keys(secrets, _bottlecrm_key)
-    for key in keys:
-        expected = _bottlecrm_hex(key, stamps[0], body).encode("ascii")
-        if any(hmac.compare_digest(expected, candidate) for candidate in offered):
-            return delivery
-    raise SignatureError(f"no v1 signature in {BOTTLECRM_SIGNATURE} matches any of the {len(keys)} active secret(s)")
-
-
-# ---- registry ------------------------------------------------------------------------------------
-
-VERIFIERS: dict[str, Verifier] = {
-    "generic": verify_standard,
-    "bottlecrm": verify_bottlecrm,
-}
-
-
-def verifier_for(connector_type: str) -> Verifier:
-    """The connector type's declared scheme; Standard Webhooks for a type that declares none."""
-    return VERIFIERS.get(connector_type, verify_standard)
-
-
-# ---- shared pieces -------------------------------------------------------------------------------
-
-def _lowered(headers: Mapping[str, str]) -> dict[str, str]:
+def lowered(headers: Mapping[str, str]) -> dict[str, str]:
     return {name.lower(): value for name, value in headers.items()}
 
 
-def _required(headers: Mapping[str, str], name: str, shown: str | None = None) -> str:
+def required_header(headers: Mapping[str, str], name: str, shown: str | None = None) -> str:
     value = headers.get(name, "").strip()
     if not value:
         raise SignatureError(f"missing header {shown or name}")
     return value
 
 
-def _check_timestamp(what: str, stamp: str, now: float, tolerance: float) -> None:
+def check_timestamp(what: str, stamp: str, now: float, tolerance: float) -> None:
     if not _UNIX_SECONDS.match(stamp):
         raise SignatureError(f"{what} is not a unix time in whole seconds")
     skew = int(stamp) - now
@@ -182,7 +138,7 @@ def _check_timestamp(what: str, stamp: str, now: float, tolerance: float) -> Non
                              f"{tolerance:.0f} s tolerance (a replay, or the sender's clock is wrong)")
 
 
-def _keys(secrets: Sequence[str], to_key: Callable[[str], bytes]) -> list[bytes]:
+def active_keys(secrets: Sequence[str], to_key: Callable[[str], bytes]) -> list[bytes]:
     keys = []
     for secret in secrets:
         try:

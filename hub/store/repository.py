@@ -15,7 +15,7 @@ from datetime import date, datetime
 from functools import cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, text, tuple_, update
 
 from hub.core.errors import TicketNotFound
 from hub.core.model import ApplyResult, FieldValue, Outcome, PendingWrite, Provenance, TicketState
@@ -23,6 +23,7 @@ from hub.core.ticket_ids import format_ticket_id
 from hub.store.deliveries import DeliveryRepository
 from hub.store.dialect import insert_for
 from hub.store.engine import SqliteWriteLock
+from hub.store.polls import PollRepository
 from hub.store.tables import (
     audit_log,
     delivered_values,
@@ -182,6 +183,11 @@ class Store:
             item.done = True
             item.wake.set()
 
+    def ping(self) -> None:
+        """Raise if the database does not answer (readiness)."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
         with self._writer or nullcontext(), self.engine.connect() as conn:
@@ -216,6 +222,10 @@ class UnitOfWork:
         self.tickets = TicketRepository(conn)
         self.inbox = InboxRepository(conn)
         self.deliveries = DeliveryRepository(conn)
+
+    @property
+    def polls(self) -> PollRepository:
+        return PollRepository(self.conn)
 
     def commit(self) -> None:
         # The next statement, if any, begins the next transaction (autobegin). Beginning one here at once
@@ -323,6 +333,10 @@ class TicketRepository:
             assert winner is not None, "xref insert conflicted but no xref is visible"
             return winner, False
         return ticket_id, True
+
+    def exists(self, ticket_id: str) -> bool:
+        return self.conn.execute(select(tickets.c.ticket_id).where(tickets.c.ticket_id == ticket_id)
+                                 ).scalar_one_or_none() is not None
 
     def link(self, ticket_id: str, system: str, local_id: str, now: datetime) -> None:
         """Link another system's record to an existing ticket (idempotent)."""
@@ -455,7 +469,7 @@ class InboxRepository:
     def accept(self, system: str, external_id: str, payload: Any, now: datetime,
                dispatched: bool = False) -> tuple[str, bool]:
         """Store the event; return (event_id, duplicate). A repeated external id changes nothing.
-        `dispatched`: a relay in this process publishes it at once (see `hub.pipeline.Relay`)."""
+        `dispatched`: a relay in this process publishes it at once (see `hub.messaging.relay.Relay`)."""
         event_id = f"{system}:{external_id}"
         inserted = self.conn.execute(_accept_statement(self.conn.dialect.name), {
             "a_event_id": event_id, "a_system": system, "a_external_id": external_id, "a_received_at": now,
@@ -484,6 +498,13 @@ class InboxRepository:
              error: str | None = None) -> None:
         self.conn.execute(_MARK_EVENT, {"b_event_id": event_id, "b_state": state, "b_processed_at": now,
                                         "b_ticket_id": ticket_id, "b_error": error})
+
+    def mark_dispatched(self, event_ids: Sequence[str], now: datetime | None) -> None:
+        """Stamp events as published now (a poller publishing its own), or as never published (None: a
+        publish that failed, for the relay's next round)."""
+        if event_ids:
+            self.conn.execute(update(inbox_events).where(inbox_events.c.event_id.in_(list(event_ids)))
+                              .values(dispatched_at=now))
 
     def count(self, states: Sequence[str] = ()) -> int:
         from sqlalchemy import func

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pytest
 
 from connectors.bottlecrm.connector import BottleCRMConnector
+from connectors.bottlecrm.signing import verify_bottlecrm
 from hub.core.ports import ConnectorError, RecordNotFound, WriteRequest
-from hub.core.signing import verify_bottlecrm
 
 
 @dataclass

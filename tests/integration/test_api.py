@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from hub.api import create_app
 from hub.bootstrap import Hub
-from hub.services import accept_event, process_event
+from hub.http.app import create_app
+from hub.usecases.ingest import accept_event
+from hub.usecases.process import process_event
 
 TOKEN = "test-token-not-a-secret"
 T0 = datetime(2026, 2, 13, 9, 0, tzinfo=UTC)

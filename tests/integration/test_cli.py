@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hub.cli import app
-from mappings.loader import DEFAULT_DIR
+from hub.cli.main import app
+from hub.mapping_files import DEFAULT_DIR
 
 runner = CliRunner()
 

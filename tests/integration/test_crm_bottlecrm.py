@@ -14,14 +14,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from connectors.bottlecrm.connector import BottleCRMConnector
-from connectors.bottlecrm.sandbox import BottleCRMTwin
-from hub.api import create_app
+from connectors.bottlecrm.twin import BottleCRMTwin
 from hub.bootstrap import Hub, bootstrap
 from hub.config import load_settings
 from hub.core.ports import WriteRequest
-from hub.delivery import deliver_once
-from hub.services import process_event
-from mappings.loader import DEFAULT_DIR
+from hub.http.app import create_app
+from hub.mapping_files import DEFAULT_DIR
+from hub.usecases.deliver import deliver_once
+from hub.usecases.process import process_event
 from tests.fakes import RecordingWriter
 
 HUB_USER, AGENT = "tickethub@example.com", "agent@example.com"

@@ -18,16 +18,19 @@ import httpx
 import pytest
 from sqlalchemy import delete
 
-from connectors.registry import build_connector
 from hub.bootstrap import Hub, bootstrap
 from hub.config import load_settings
 from hub.core.errors import UnknownSystem
 from hub.core.ports import Connector, WriteRequest, WriteResult
-from hub.delivery import DeliverOutcome, deliver_once, replay_delivery
-from hub.pipeline import Relay, sweep_once
-from hub.services import Processed, accept_event, process_event
+from hub.messaging.relay import Relay
+from hub.plugins import build_connector
 from hub.store.deliveries import Claim
 from hub.store.tables import deliveries
+from hub.usecases.deliver import DeliverOutcome, deliver_once
+from hub.usecases.ingest import accept_event
+from hub.usecases.process import Processed, process_event
+from hub.usecases.replay import replay_delivery
+from hub.usecases.sweep import sweep_once
 from tests.conftest import Clock
 
 T0 = datetime(2026, 2, 13, 9, 0, tzinfo=UTC)

@@ -19,10 +19,11 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 
-from hub.api import create_app
 from hub.bootstrap import Hub
 from hub.core.signing import sign_standard
-from hub.services import accept_event, process_event
+from hub.http.app import create_app
+from hub.usecases.ingest import accept_event
+from hub.usecases.process import process_event
 
 TOKEN = "fuzz-token-not-a-secret"
 SECRET = "whsec_ZnV6ei1zZWNyZXQtZm9yLXRoZS1pbnRha2UtdGVzdHM="

@@ -12,12 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub import services
 from hub.bootstrap import Hub, bootstrap
 from hub.config import load_settings
 from hub.core.ports import SourceRecord
-from hub.services import accept_event, process_event
 from hub.store.engine import make_engine
+from hub.usecases import process as services
+from hub.usecases.ingest import accept_event
+from hub.usecases.process import process_event
 
 T0 = datetime(2026, 2, 13, 9, 0, tzinfo=UTC)
 

@@ -14,12 +14,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
-from hub.api import create_app
+from connectors.bottlecrm.signing import sign_bottlecrm
 from hub.bootstrap import Hub
 from hub.config import Settings, SystemSettings
 from hub.core.errors import ConfigError
-from hub.core.signing import sign_bottlecrm, sign_standard
-from hub.intake import MAX_BODY_BYTES, intake_router, load_webhook_secrets
+from hub.core.signing import sign_standard
+from hub.http.app import create_app
+from hub.http.webhooks import MAX_BODY_BYTES, intake_router
+from hub.plugins import load_webhook_secrets
 
 TOKEN = "test-token-not-a-secret"
 SECRET = "whsec_c2VjcmV0LWtleS1mb3ItaW50YWtlLXRlc3RzLTMyYg=="

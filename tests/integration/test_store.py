@@ -16,10 +16,10 @@ from hub.config import load_settings
 from hub.core.apply import apply_changes
 from hub.core.errors import ConfigError
 from hub.core.model import FieldChange, Provenance
+from hub.mapping_files import DEFAULT_DIR, default_systems, load_mappings
 from hub.store.engine import make_engine
 from hub.store.migrate import is_current, upgrade
 from hub.store.repository import Store
-from mappings.loader import DEFAULT_DIR, default_systems, load_mappings
 
 T0 = datetime(2026, 2, 13, 9, 0, tzinfo=UTC)
 MAPPINGS = load_mappings(DEFAULT_DIR, default_systems())

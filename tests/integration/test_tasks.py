@@ -11,15 +11,15 @@ import pytest
 from kombu import Producer
 from sqlalchemy import func, select
 
-from hub import runtime as runtime_module
-from hub import services
+from hub import bootstrap as runtime_module
 from hub.bootstrap import Hub, bootstrap
 from hub.config import load_settings
-from hub.services import accept_event
 from hub.store.engine import make_engine
 from hub.store.migrate import upgrade
 from hub.store.tables import deliveries, outbox, tickets
 from hub.tasks import process_events
+from hub.usecases import process as services
+from hub.usecases.ingest import accept_event
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def _forget_broker_connections() -> None:
     by URL) would hand out a connection to an earlier test's folder."""
     from kombu import pools
 
-    from hub.celery_app import celery_app
+    from hub.messaging.celery_app import celery_app
 
     pools.reset()
     celery_app._pool = None
@@ -115,7 +115,7 @@ def test_changes_to_one_record_in_one_message_make_one_ticket_with_the_newest_va
 
 def _messages(hub: Hub, logical: str) -> list[Any]:
     """Take every message waiting on one of the hub's queues (the embedded broker), decoded."""
-    from hub.celery_app import celery_app, queue_name
+    from hub.messaging.celery_app import celery_app, queue_name
 
     taken = []
     with celery_app.connection_for_read() as conn:

@@ -153,7 +153,7 @@ def test_a_concurrent_edit_in_tryton_makes_the_hubs_write_wait_and_retry_never_o
     world.hub.clock = lambda: delivery["next_attempt_at"] + timedelta(seconds=1)  # the retry falls due
     with world.hub.store.unit_of_work() as uow:
         due = [d["id"] for d in uow.deliveries.find(system="erp", limit=5) if d["state"] == "retry_wait"]
-    from hub.delivery import deliver_once
+    from hub.usecases.deliver import deliver_once
 
     assert [deliver_once(world.hub, d, world.connector_for).kind for d in due] == ["delivered"]
     assert world.twin.record("sale.sale", world.local_id(ticket_id, "erp"))["description"] == "Pump leaks at the seal"
@@ -190,7 +190,7 @@ def test_tryton_down_fails_the_poll_visibly_and_the_next_poll_loses_nothing(worl
     """A poll that cannot read Tryton keeps its watermark and says why on GET /polls; the next reads it all."""
     from fastapi.testclient import TestClient
 
-    from hub.api import create_app
+    from hub.http.app import create_app
 
     _, ticket_id = world.open_ticket("Ada Lovelace")
     world.settle()

@@ -15,15 +15,15 @@ import pytest
 import uvicorn
 
 from connectors.bottlecrm.connector import BottleCRMConnector
-from hub.api import create_app
 from hub.bootstrap import Hub, bootstrap
 from hub.config import load_settings
 from hub.core.ports import WriteRequest
-from hub.delivery import deliver_once
-from hub.services import process_event
+from hub.http.app import create_app
+from hub.mapping_files import DEFAULT_DIR
 from hub.store.engine import make_engine
 from hub.store.migrate import upgrade
-from mappings.loader import DEFAULT_DIR
+from hub.usecases.deliver import deliver_once
+from hub.usecases.process import process_event
 from tests.e2e.harness import free_port, wait_until
 from tests.fakes import RecordingWriter
 from tests.peers.bottlecrm import BottleCRM

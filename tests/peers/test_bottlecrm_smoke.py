@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from hub.core.signing import SignatureError, verify_bottlecrm
+from connectors.bottlecrm.signing import verify_bottlecrm
+from hub.core.signing import SignatureError
 from tests.e2e.harness import Received, Receiver, wait_until
 from tests.peers.bottlecrm import BottleCRM
 

@@ -10,7 +10,7 @@ from hub.core.apply import apply_changes
 from hub.core.canonical import JsonScalar
 from hub.core.mapping import FieldMapping, MappingSet, SystemMapping
 from hub.core.model import FieldChange, FieldValue, PendingWrite, Provenance, TicketState
-from mappings.loader import DEFAULT_DIR, default_systems, load_mappings
+from hub.mapping_files import DEFAULT_DIR, default_systems, load_mappings
 
 pytestmark = pytest.mark.unit
 

@@ -20,7 +20,7 @@ from hub.core.canonical import FIELDS, JsonScalar, normalize
 from hub.core.errors import InvalidValue
 from hub.core.mapping import FieldMapping, MappingSet, SystemMapping
 from hub.core.model import ApplyResult, FieldChange, Outcome, Provenance, TicketState
-from mappings.loader import DEFAULT_DIR, default_systems, load_mappings
+from hub.mapping_files import DEFAULT_DIR, default_systems, load_mappings
 
 pytestmark = pytest.mark.unit
 

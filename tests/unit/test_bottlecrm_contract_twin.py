@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from connectors.bottlecrm.connector import BottleCRMConnector
-from connectors.bottlecrm.sandbox import BottleCRMTwin
+from connectors.bottlecrm.twin import BottleCRMTwin
 from tests.contract.bottlecrm import BottleCRMContract, Peer
 
 

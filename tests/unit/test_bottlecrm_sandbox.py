@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from connectors.bottlecrm.sandbox import BottleCRMTwin, TwinClock, TwinError
-from connectors.bottlecrm.sandbox_webhooks import BACKOFF, GONE_REASON
-from hub.core.signing import SignatureError, verify_bottlecrm
+from connectors.bottlecrm.signing import verify_bottlecrm
+from connectors.bottlecrm.twin import BottleCRMTwin, TwinClock, TwinError
+from connectors.bottlecrm.twin.webhooks import BACKOFF, GONE_REASON
+from hub.core.signing import SignatureError
 from tests.e2e.harness import wait_until
 from tests.serving import served
 

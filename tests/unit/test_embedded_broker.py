@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
-from hub import embedded_broker
+from hub.messaging import embedded_broker
 
 MESSAGES = 1000
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hub.core.canonical import STATUSES, normalize
 from hub.core.errors import InvalidValue, MappingError, Problem
 from hub.core.mapping import FieldMapping
-from mappings.loader import DEFAULT_DIR, check_mappings, default_systems, load_mappings
+from hub.mapping_files import DEFAULT_DIR, check_mappings, default_systems, load_mappings
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ import pytest
 
 from connectors.bottlecrm.connector import BottleCRMConnector
 from hub.core.errors import InvalidValue
-from mappings.loader import DEFAULT_DIR, check_mappings
+from hub.mapping_files import DEFAULT_DIR, check_mappings
 
 # BottleCRM has no product fields: with it as the CRM, the shipped erp/mes mappings would subscribe to
 # product.* that nobody owns (a mapping problem by design), so these tests pair it with wms and courier.

@@ -6,17 +6,10 @@ import base64
 
 import pytest
 
+from connectors.bottlecrm.signing import BOTTLECRM_SCHEME, sign_bottlecrm, verify_bottlecrm
 from hub.core.errors import TickethubError
-from hub.core.signing import (
-    VERIFIERS,
-    SignatureError,
-    sign_bottlecrm,
-    sign_standard,
-    standard_key,
-    verifier_for,
-    verify_bottlecrm,
-    verify_standard,
-)
+from hub.core.signing import STANDARD_WEBHOOKS, SignatureError, sign_standard, standard_key, verify_standard
+from hub.registry import connector_type
 
 pytestmark = pytest.mark.unit
 
@@ -185,7 +178,9 @@ def test_bottlecrm_refusals_say_what_is_wrong(change: object, words: str) -> Non
         verify_bottlecrm([OLD_SECRET], sent, BODY, NOW)
 
 
-def test_verifier_registry_maps_connector_types_to_schemes() -> None:
-    """generic uses Standard Webhooks, bottlecrm its own scheme, and an undeclared type the standard."""
-    assert VERIFIERS["generic"] is verify_standard and VERIFIERS["bottlecrm"] is verify_bottlecrm
-    assert verifier_for("tryton") is verify_standard
+def test_connector_types_declare_their_schemes() -> None:
+    """generic uses Standard Webhooks, bottlecrm its own scheme, and a type that declares none the standard."""
+    assert connector_type("generic").signature is STANDARD_WEBHOOKS
+    assert connector_type("bottlecrm").signature is BOTTLECRM_SCHEME
+    assert BOTTLECRM_SCHEME.verify is verify_bottlecrm
+    assert connector_type("tryton").signature is STANDARD_WEBHOOKS

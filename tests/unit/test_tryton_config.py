@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from connectors.tryton.connector import schema_for
-from hub.celery_app import poll_schedule
 from hub.config import load_settings
 from hub.core.errors import ConfigError, Problem
-from mappings.loader import DEFAULT_DIR, check_mappings
+from hub.mapping_files import DEFAULT_DIR, check_mappings
+from hub.messaging.celery_app import poll_schedule
 from tests.tryton_world import write_config
 
 SYSTEMS = {"crm": "crm", "courier": "courier", "erp": "tryton_erp", "mes": "tryton_mes", "wms": "tryton_wms"}
@@ -83,7 +83,7 @@ def test_mappings_check_shows_tryton_systems_owning_progress_billing_and_the_way
     """`tickethub mappings check` on a deployment with Tryton as ERP, MES and WMS: no problems, who owns what."""
     from typer.testing import CliRunner
 
-    from hub.cli import app
+    from hub.cli.main import app
 
     config = write_config(tmp_path)
     result = CliRunner().invoke(app, ["--config", str(config), "mappings", "check"])

@@ -8,7 +8,7 @@ import pytest
 
 from connectors.tryton.connector import TrytonConnector
 from connectors.tryton.rpc import TrytonSession
-from connectors.tryton.sandbox import TrytonTwin
+from connectors.tryton.twin import TrytonTwin
 from tests.contract.tryton import Peer, TrytonContract
 
 URL = "http://tryton.sandbox"

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.tryton.sandbox import TrytonClock, TrytonError, TrytonTwin
-from connectors.tryton.sandbox_wire import dumps, loads, timestamp_text
+from connectors.tryton.twin import TrytonClock, TrytonError, TrytonTwin
+from connectors.tryton.twin.wire import dumps, loads, timestamp_text
 from tests.e2e.harness import wait_until
 from tests.serving import served
 

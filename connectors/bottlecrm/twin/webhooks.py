@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from hub.core.signing import sign_bottlecrm
+from connectors.bottlecrm.signing import sign_bottlecrm
 
 # upstream `webhooks/events.py` CATALOGUE, in its order; the twin emits only ticket.created/updated and
 # contact.created/updated, but accepts a subscription to any of these, as the real one does

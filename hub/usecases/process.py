@@ -14,30 +14,18 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from hub import metrics
-from hub.bootstrap import Hub
 from hub.core.apply import apply_changes
 from hub.core.errors import InvalidValue, OrphanRecord, UnknownSystem
 from hub.core.mapping import lookup_path
 from hub.core.model import ApplyResult, FieldChange, Outcome, Provenance, TicketState
+from hub.core.plugin import ConnectorType
 from hub.core.ports import Connector, ConnectorError, RecordNotFound, SourceRecord
+from hub.registry import connector_type
 from hub.store.repository import TOGETHER_SECONDS
+from hub.usecases.context import Hub
 
 log = structlog.get_logger("tickethub.services")
-
-
-class GenericPayload(BaseModel):
-    """The generic system's change notice: its record's ID, when and by whom it changed, and fields
-    in the system's own names (translated by its mapping)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    local_id: str = Field(min_length=1, max_length=255)
-    modified_at: AwareDatetime
-    author: str = Field(min_length=1, max_length=255)
-    fields: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -51,51 +39,27 @@ class Processed:
     deliveries: tuple[int, ...] = ()  # deliveries scheduled by this event, to publish
 
 
-def parse_generic(system: str, payload: Any) -> SourceRecord:
-    try:
-        parsed = GenericPayload.model_validate(payload)
-    except ValidationError as exc:
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}" for e in exc.errors()
-        )
-        raise InvalidValue(f"payload for {system} is not a change notice: {details}") from exc
-    return SourceRecord(system, parsed.local_id, parsed.modified_at, parsed.author, parsed.fields)
-
-
-def accept_event(hub: Hub, system: str, external_id: str, payload: Any) -> tuple[str, bool]:
-    """Store an inbound event durably; (event_id, duplicate)."""
-    if system not in hub.settings.systems:
-        raise UnknownSystem(f"no system `{system}` is configured")
-    dispatched = bool(hub.on_accept)
-    event_id, duplicate = hub.store.together(
-        lambda uow: uow.inbox.accept(system, external_id, payload, hub.clock(), dispatched=dispatched),
-        anywhere=True)
-    metrics.EVENTS.labels(system, "duplicate" if duplicate else "accepted").inc()
-    log.info("event accepted", system=system, event_id=event_id, duplicate=duplicate)
-    if not duplicate:
-        for listener in hub.on_accept:
-            listener(event_id)
-    return event_id, duplicate
-
-
 def read_records(hub: Hub, system: str, payload: Any,
                  connector_for: Callable[[str], Connector] | None) -> list[SourceRecord]:
-    """The records an event is about. A generic notice carries its record; other connectors' notices
-    name what changed, and the record is read from the system (HTTP, outside any transaction)."""
-    kind = hub.settings.systems[system].type if system in hub.settings.systems else "generic"
-    if kind == "generic" or connector_for is None:
-        return [parse_generic(system, payload)]
-    connector = connector_for(system)
+    """The records an event is about. A notice that carries its record (generic, polled systems) is parsed;
+    other notices name what changed, and the record is read from the system (HTTP, outside any transaction).
+    The notice's time, when it has one, is the change's: a read knows only its newest activity's."""
     records = []
-    for notice in connector.parse_notice({}, payload):
+    for notice in _connector_type(hub, system).parse_notice(system, payload):
         if notice.record is not None:
             records.append(notice.record)
             continue
-        for record in connector.read(notice.local_id, notice.kind):
-            # the notice's time is the change's; a read has only the time of the newest activity
-            records.append(replace(record, modified_at=notice.modified_at) if notice.modified_at
-                           and notice.kind == "case" else record)
+        if connector_for is None:
+            raise ConnectorError(f"{system}'s notices name records to read, and no connector was given")
+        for record in connector_for(system).read(notice.local_id, notice.kind):
+            records.append(replace(record, modified_at=notice.modified_at) if notice.modified_at else record)
     return records
+
+
+def _connector_type(hub: Hub, system: str) -> ConnectorType:
+    if system not in hub.settings.systems:
+        raise UnknownSystem(f"no system `{system}` is configured")
+    return connector_type(hub.settings.systems[system].type)
 
 
 def process_event(hub: Hub, event_id: str, connector_for: Callable[[str], Connector] | None = None) -> Processed:
@@ -208,8 +172,7 @@ def _apply_together(hub: Hub, event_ids: list[str], connector_for: Callable[[str
 
 
 def _needs_read(hub: Hub, system: str, connector_for: Callable[[str], Connector] | None) -> bool:
-    kind = hub.settings.systems[system].type if system in hub.settings.systems else "generic"
-    return kind != "generic" and connector_for is not None
+    return connector_for is not None and not _connector_type(hub, system).notices_carry_records
 
 
 def _records_or_error(hub: Hub, event: Mapping[str, Any], connector_for: Callable[[str], Connector] | None

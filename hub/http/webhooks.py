@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -24,10 +24,9 @@ from starlette.concurrency import run_in_threadpool
 
 from hub import metrics
 from hub.bootstrap import Hub
-from hub.config import Settings
-from hub.core.errors import ConfigError, InvalidValue, Problem
-from hub.core.signing import DEFAULT_TOLERANCE, SignatureError, standard_key, verifier_for, verify_standard
-from hub.services import accept_event, parse_generic
+from hub.core.errors import InvalidValue
+from hub.core.signing import DEFAULT_TOLERANCE, SignatureError
+from hub.usecases.ingest import accept_event
 
 log = structlog.get_logger("tickethub.intake")
 
@@ -35,18 +34,6 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_DEPTH = 64  # deeper JSON is refused before anything recurses over it
 MAX_EVENT_ID = 190  # the inbox keys events as "<system>:<id>" in 255 characters; system names are <= 64
 _EVENT_ID = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: ids are echoed in logs and URLs
-_SECRET_SEPARATORS = re.compile(r"[\s,]+")
-
-# Connector type -> parser of its payload (raises InvalidValue). A type without one only needs valid JSON
-# here; its connector registers its parser when it exists.
-def _parse_bottlecrm(_system: str, payload: Any) -> object:
-    from connectors.bottlecrm.connector import BottleCRMConnector
-
-    return BottleCRMConnector.parse_notice({}, payload)
-
-
-PAYLOAD_PARSERS: dict[str, Callable[[str, Any], object]] = {"generic": parse_generic, "bottlecrm": _parse_bottlecrm}
-
 
 class WebhookAccepted(BaseModel):
     event_id: str
@@ -55,28 +42,6 @@ class WebhookAccepted(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
-
-
-def load_webhook_secrets(settings: Settings, environ: Mapping[str, str]) -> dict[str, list[str]]:
-    """Each system's active webhook secrets, read once from the variable its `webhook_secrets_env` names
-    (several separated by whitespace or commas). Raise ConfigError for a secret that cannot be a key."""
-    secrets: dict[str, list[str]] = {}
-    problems = []
-    for name, system in settings.systems.items():
-        variable = system.webhook_secrets_env
-        values = [s for s in _SECRET_SEPARATORS.split(environ.get(variable, "")) if s] if variable else []
-        if verifier_for(system.type) is verify_standard:
-            for position, secret in enumerate(values, start=1):
-                try:
-                    standard_key(secret)
-                except ValueError as exc:
-                    problems.append(Problem(settings.source, f"systems.{name}.webhook_secrets_env",
-                                            f"secret {position} in ${variable}: {exc}",
-                                            "give whsec_<base64> or a plain secret"))
-        secrets[name] = values
-    if problems:
-        raise ConfigError(problems)
-    return secrets
 
 
 class Rejected(Exception):
@@ -127,8 +92,8 @@ class WebhookIntake:
                    f" under [systems.{system}] and put the secret(s) in that variable")
             raise self.reject(401, system, f"no webhook secret is configured for {system}: {fix}")
         try:
-            external_id = verifier_for(settings.type)(self.active[system], headers, body,
-                                                      self.hub.clock().timestamp(), tolerance=self.tolerance)
+            external_id = settings.connector_type.signature.verify(
+                self.active[system], headers, body, self.hub.clock().timestamp(), tolerance=self.tolerance)
         except SignatureError as exc:
             raise self.reject(401, system, f"signature check failed: {exc}") from None
 
@@ -140,9 +105,7 @@ class WebhookIntake:
             if len(external_id) > MAX_EVENT_ID or not _EVENT_ID.match(external_id):
                 raise InvalidValue(f"the event id must be 1 to {MAX_EVENT_ID} printable ASCII characters"
                                    " without spaces")
-            parser = PAYLOAD_PARSERS.get(settings.type)
-            if parser is not None:
-                parser(system, payload)
+            settings.connector_type.parse_notice(system, payload)
         except InvalidValue as exc:
             raise self.reject(422, system, str(exc), external_id) from None
         return external_id, payload

@@ -19,9 +19,10 @@ from starlette.types import Receive, Scope, Send
 from hub.bootstrap import Hub
 from hub.core.errors import InvalidTicketId, TicketNotFound
 from hub.core.ticket_ids import parse_ticket_id
-from hub.intake import WebhookIntake, load_webhook_secrets
-from hub.ops_api import ops_router
-from hub.views import audit_json, ticket_json
+from hub.http.ops import ops_router
+from hub.http.views import audit_json, ticket_json
+from hub.http.webhooks import WebhookIntake
+from hub.plugins import load_webhook_secrets
 
 _bearer = HTTPBearer(auto_error=False)
 

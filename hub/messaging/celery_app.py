@@ -1,7 +1,7 @@
 """The one Celery app. `configure_celery(settings)` points it at the broker; nothing happens at import.
 
 Without `broker_url` the hub uses an embedded broker that needs no server: kombu's filesystem
-transport, made safe for several processes (`hub.embedded_broker`), under `data_dir/broker`, polled every
+transport, made safe for several processes (`hub.messaging.embedded_broker`), under `data_dir/broker`, polled every
 10 ms when idle (at 50 ms the wait alone took a tenth of the 50 ms intake-to-dispatch budget on average,
 all of it at the 99th percentile).
 Teams set `TICKETHUB_BROKER_URL` to `amqp://…` or `redis://…`.
@@ -15,8 +15,8 @@ from typing import Any
 
 from celery import Celery
 
-from hub import embedded_broker
 from hub.config import Settings
+from hub.messaging import embedded_broker
 
 celery_app = Celery("tickethub", include=["hub.tasks"])
 
@@ -63,7 +63,6 @@ def configure_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=events,
         task_routes={
-            "tickethub.process_event": {"queue": events},
             "tickethub.process_events": {"queue": events},
             "tickethub.sweep": {"queue": events},
             "tickethub.poll": {"queue": events},

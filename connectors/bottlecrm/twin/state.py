@@ -5,7 +5,7 @@ codes, error bodies, webhook signing and retry schedule (docs/peers/bottlecrm.md
 silent, django-crm's installed source was read and the file is named beside the rule). It has its own
 users, clock and state, and does no I/O at import or construction.
 
-    twin = BottleCRMTwin(httpx.Client(...), deliver="inline")     # the client its webhooks go out through
+    twin = BottleCRMState(httpx.Client(...), deliver="inline")     # the client its webhooks go out through
     pat = twin.add_user("agent@example.com")
     secret = twin.register_webhook("http://hub/webhooks/crm", ["ticket.created", "ticket.updated"])
     with twin.http_client(pat) as crm:                            # or serve `twin.app` with uvicorn
@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 import httpx
 
-from connectors.bottlecrm.sandbox_fields import (
+from connectors.bottlecrm.twin.fields import (
     CASE_FIELDS,
     CONTACT_FIELDS,
     OPEN_STATUSES,
@@ -49,7 +49,7 @@ from connectors.bottlecrm.sandbox_fields import (
     clean,
     id_list,
 )
-from connectors.bottlecrm.sandbox_webhooks import WebhookAttempt, Webhooks
+from connectors.bottlecrm.twin.webhooks import WebhookAttempt, Webhooks
 from hub.core.errors import TickethubError
 
 SLA_HOURS = {"Low": (24, 72), "Normal": (8, 48), "High": (4, 24), "Urgent": (1, 4)}  # cases/workflow.py defaults
@@ -189,13 +189,14 @@ class TwinClock:
 
 # ---- the twin -------------------------------------------------------------------------------------
 
-class BottleCRMTwin:
+class BottleCRMState:
+    app: Any  # the HTTP face, set by `connectors.bottlecrm.twin.BottleCRMTwin`
+
     """One BottleCRM org: `app` serves it over HTTP; the methods below are the tests' control panel."""
 
     def __init__(self, webhook_client: httpx.Client | None = None, *,
                  deliver: Literal["inline", "queued"] = "inline", org_name: str = "Tickethub Sandbox",
                  clock: TwinClock | None = None):
-        from connectors.bottlecrm.sandbox_http import build_app  # it imports this module
 
         self.clock = clock or TwinClock()
         self.deliver = deliver
@@ -212,7 +213,6 @@ class BottleCRMTwin:
         self._activities: list[TwinActivity] = []
         self._faults: list[Fault] = []
         self._events: dict[tuple[str, str], set[str]] = {}  # (kind, id) -> actions, during one write
-        self.app = build_app(self)
 
     # -- users, accounts and read access -----------------------------------------------------------
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from connectors.tryton.sandbox_domain import DomainError, NotEmulated, check, matches, parse_order, sort_rows
-from connectors.tryton.sandbox_models import COMPANY, META, MODELS, Field, Model, field_of
-from connectors.tryton.sandbox_wire import timestamp_text
+from connectors.tryton.twin.domain import DomainError, NotEmulated, check, matches, parse_order, sort_rows
+from connectors.tryton.twin.models import COMPANY, META, MODELS, Field, Model, field_of
+from connectors.tryton.twin.wire import timestamp_text
 from hub.core.errors import TickethubError
 
 Row = dict[str, Any]

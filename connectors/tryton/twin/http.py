@@ -22,13 +22,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from connectors.tryton.sandbox_domain import DomainError, NotEmulated
-from connectors.tryton.sandbox_models import MODELS
-from connectors.tryton.sandbox_store import TrytonError
-from connectors.tryton.sandbox_wire import dumps, error_page, loads
+from connectors.tryton.twin.domain import DomainError, NotEmulated
+from connectors.tryton.twin.models import MODELS
+from connectors.tryton.twin.store import TrytonError
+from connectors.tryton.twin.wire import dumps, error_page, loads
 
 if TYPE_CHECKING:
-    from connectors.tryton.sandbox import TrytonTwin, TwinUser
+    from connectors.tryton.twin.state import TrytonState, TwinUser
 
 SERIES = "8.2"
 CRUD = ("create", "read", "write", "search", "search_read", "search_count")
@@ -55,7 +55,7 @@ class Abort(Exception):
         self.body = error_page(status, description) if body is None else body
 
 
-def build_app(twin: TrytonTwin) -> Starlette:
+def build_app(twin: TrytonState) -> Starlette:
     """The ASGI app serving `twin`."""
     rpc = _Rpc(twin)
     return Starlette(routes=[
@@ -68,7 +68,7 @@ def build_app(twin: TrytonTwin) -> Starlette:
 
 
 class _Rpc:
-    def __init__(self, twin: TrytonTwin):
+    def __init__(self, twin: TrytonState):
         self.twin = twin
 
     async def root(self, request: Request) -> Response:
@@ -193,7 +193,7 @@ class _Rpc:
                 "language_direction": "ltr", "administrator": int(user.admin), "groups": [], "locale": LOCALE}
 
 
-def _call(twin: TrytonTwin, user: TwinUser, model: str, name: str, args: list[Any], context: dict[str, Any],
+def _call(twin: TrytonState, user: TwinUser, model: str, name: str, args: list[Any], context: dict[str, Any],
           stamp: dt.datetime) -> Any:
     """One model method with the real one's positional parameters; a wrong count fails as Python does."""
     store, actor = twin.store, user.actor

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from functools import cmp_to_key
 from typing import Any
 
-from connectors.tryton.sandbox_models import MODELS, Field, Model, field_of
+from connectors.tryton.twin.models import MODELS, Field, Model, field_of
 
 Row = dict[str, Any]
 Resolve = Callable[[Model, Row, str], Any]  # the value of a (possibly computed) field of a row

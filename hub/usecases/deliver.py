@@ -13,11 +13,11 @@ from typing import Any
 
 import structlog
 
-from hub.bootstrap import Hub
 from hub.core.errors import TickethubError
 from hub.core.ports import Connector, WriteRequest, WriteResult
 from hub.core.retry import RetryPolicy, classify
 from hub.store.deliveries import Claim
+from hub.usecases.context import Hub
 
 log = structlog.get_logger("tickethub.delivery")
 _JITTER = Random()  # one per process: seeding one per delivery read the OS entropy source every time
@@ -106,12 +106,3 @@ def _finish(hub: Hub, claim: Claim, result: WriteResult, started: datetime, rng:
     return DeliverOutcome(verdict, wait, follow_ups, latency)
 
 
-def replay_delivery(hub: Hub, delivery_id: int) -> list[int]:
-    """Replay one dead letter: its still-current fields go back to the outbox and a delivery is scheduled.
-    Returns the new delivery IDs to publish; LookupError if it is not dead-lettered."""
-    with hub.store.unit_of_work() as uow:
-        created, skipped = uow.deliveries.replay(delivery_id, hub.clock())
-        uow.commit()
-    if skipped:
-        log.info("replay skipped superseded fields", delivery_id=delivery_id, fields=skipped)
-    return created

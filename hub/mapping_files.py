@@ -20,8 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from hub.core.canonical import FIELDS, normalize
 from hub.core.errors import InvalidValue, MappingError, Problem
 from hub.core.mapping import FieldMapping, MappingSet, SystemMapping
-
-DEFAULT_DIR = Path(__file__).resolve().parent
+from mappings import DEFAULT_DIR
 
 
 class _Strict(BaseModel):

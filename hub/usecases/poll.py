@@ -20,15 +20,12 @@ from itertools import islice
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import select, update
 
-from hub.bootstrap import Hub
 from hub.core.errors import UnknownSystem
 from hub.core.mapping import lookup_path
 from hub.core.ports import ConnectorError, SourceRecord
-from hub.store.polls import PollRepository
 from hub.store.repository import TicketRepository
-from hub.store.tables import inbox_events, tickets
+from hub.usecases.context import Hub
 
 log = structlog.get_logger("tickethub.polling")
 
@@ -65,7 +62,7 @@ def poll_system(hub: Hub, system: str, connector: Pollable,
         raise UnknownSystem(f"no system `{system}` is configured")
     overlap = timedelta(seconds=config.poll_overlap_seconds)
     with hub.store.unit_of_work() as uow:
-        watermark = PollRepository(uow.conn).watermark(system)
+        watermark = uow.polls.watermark(system)
     since = watermark - overlap if watermark is not None else None
     reference_field = hub.mappings.systems[system].reference_field if system in hub.mappings.systems else None
 
@@ -78,12 +75,12 @@ def poll_system(hub: Hub, system: str, connector: Pollable,
             newest = max([r.modified_at for r in chunk] + ([newest] if newest else []))
     except ConnectorError as exc:  # unreachable, refused: what was stored stays; the next poll re-reads
         with hub.store.unit_of_work() as uow:
-            PollRepository(uow.conn).fail(system, hub.clock(), str(exc))
+            uow.polls.fail(system, hub.clock(), str(exc))
             uow.commit()
         log.warning("system could not be polled", system=system, seen=seen, accepted=accepted, error=str(exc))
         return PollResult(system, seen, accepted, linked, since, watermark, error=str(exc))
     with hub.store.unit_of_work() as uow:
-        PollRepository(uow.conn).advance(system, newest, hub.clock(), accepted)
+        uow.polls.advance(system, newest, hub.clock(), accepted)
         uow.commit()
     log.info("system polled", system=system, seen=seen, accepted=accepted, linked=linked,
              since=since.isoformat() if since else None, watermark=newest.isoformat() if newest else None)
@@ -103,24 +100,21 @@ def _store(hub: Hub, system: str, chunk: list[SourceRecord], connector: Pollable
         if reference_field:
             for event_id in new_ids:
                 record = versions[event_id.split(":", 1)[1]]
-                linked += _link_by_reference(uow.conn, system, record, reference_field, now)
+                linked += _link_by_reference(uow.tickets, system, record, reference_field, now)
         if new_ids and publish is not None:
-            uow.conn.execute(update(inbox_events).where(inbox_events.c.event_id.in_(new_ids))
-                             .values(dispatched_at=now))
+            uow.inbox.mark_dispatched(new_ids, now)
         uow.commit()
     if new_ids and publish is not None:
         publish(new_ids)
     return new_ids, linked
 
 
-def _link_by_reference(conn: Any, system: str, record: SourceRecord, reference_field: str, now: datetime) -> int:
-    repository = TicketRepository(conn)
+def _link_by_reference(repository: TicketRepository, system: str, record: SourceRecord, reference_field: str,
+                       now: datetime) -> int:
     if repository.find_by_xref(system, record.local_id) is not None:
         return 0
     found, value = lookup_path(record.fields, reference_field)
-    if not found or not isinstance(value, str) or not value:
-        return 0
-    if conn.execute(select(tickets.c.ticket_id).where(tickets.c.ticket_id == value)).scalar_one_or_none() is None:
+    if not found or not isinstance(value, str) or not value or not repository.exists(value):
         return 0
     repository.link(value, system, record.local_id, now)
     log.info("record linked by reference", ticket_id=value, system=system, local_id=record.local_id)

@@ -25,11 +25,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from connectors.bottlecrm.sandbox_fields import CASE_TYPES, OPEN_STATUSES, PRIORITIES, STATUSES, Refusal, canonical_id
-from connectors.bottlecrm.sandbox_webhooks import EVENT_NAMES, MAX_ENDPOINTS, WebhookRefused, api_time
+from connectors.bottlecrm.twin.fields import CASE_TYPES, OPEN_STATUSES, PRIORITIES, STATUSES, Refusal, canonical_id
+from connectors.bottlecrm.twin.webhooks import EVENT_NAMES, MAX_ENDPOINTS, WebhookRefused, api_time
 
 if TYPE_CHECKING:
-    from connectors.bottlecrm.sandbox import BottleCRMTwin, Fault, TwinActivity, TwinCase, TwinContact, TwinUser
+    from connectors.bottlecrm.twin.state import BottleCRMState, Fault, TwinActivity, TwinCase, TwinContact, TwinUser
 
 Answer = tuple[int, Any]  # status and JSON body (None: no body)
 Loader = Callable[[], Any]  # reads the request body as DRF would, when the view first needs it
@@ -45,7 +45,7 @@ CHOICES = {"status": [[s, s] for s in STATUSES], "priority": [[p, p] for p in PR
 DJANGO_404 = "<h1>Not Found</h1><p>The requested resource was not found on this server.</p>"
 
 
-def build_app(twin: BottleCRMTwin) -> Starlette:
+def build_app(twin: BottleCRMState) -> Starlette:
     """The ASGI app serving `twin`."""
     api = _Api(twin)
     return Starlette(routes=[
@@ -71,7 +71,7 @@ def _route(path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Rou
 
 
 class _Api:
-    def __init__(self, twin: BottleCRMTwin):
+    def __init__(self, twin: BottleCRMState):
         self.twin = twin
 
     def endpoint(self, handlers: Mapping[str, Handler], *, by_id: bool = False,

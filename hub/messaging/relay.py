@@ -1,5 +1,5 @@
-"""Moving work from the database to the broker: the relay (new events, at once, in batches) and the
-sweeper (anything whose message was lost: a broker restart, a killed worker, a failed publish)."""
+"""Moving new events from the database to the broker: the relay (at once, in batches). What a lost
+message leaves behind is published again by the sweeper (`hub.usecases.sweep`)."""
 
 from __future__ import annotations
 
@@ -8,29 +8,21 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime
+from typing import Protocol
 
 import structlog
-from sqlalchemy import update
 
-from hub.bootstrap import Hub
-from hub.store.tables import inbox_events
-
-log = structlog.get_logger("tickethub.pipeline")
+from hub.store.repository import Store
 
 
-def sweep_once(hub: Hub) -> tuple[list[str], list[int]]:
-    now = hub.clock()
-    stale = now - timedelta(seconds=hub.settings.delivery.redispatch_after_seconds)
-    with hub.store.unit_of_work() as uow:
-        events = uow.deliveries.take_undispatched_events(now, 1000, stale_before=stale)
-        delivery_ids = uow.deliveries.overdue(now, stale)
-        for ticket_id in uow.deliveries.unscheduled_tickets():
-            delivery_ids.extend(uow.deliveries.schedule(ticket_id, now))
-        uow.commit()
-    if events or delivery_ids:
-        log.info("sweep re-dispatched work", events=len(events), deliveries=len(delivery_ids))
-    return events, delivery_ids
+class _Wired(Protocol):
+    """What the relay needs of the hub: its store and its clock."""
+
+    store: Store
+    clock: Callable[[], datetime]
+
+log = structlog.get_logger("tickethub.relay")
 
 
 class Relay(threading.Thread):
@@ -47,7 +39,7 @@ class Relay(threading.Thread):
     (bench/pipeline.py intake, embedded, two runs each: 654 and 767 webhooks/s gathering 2 ms, 766 and 879
     gathering 10 ms), while at a few events per second waiting 10 ms would only delay them."""
 
-    def __init__(self, hub: Hub, publish: Callable[[list[str]], None], interval: float, batch: int = 500,
+    def __init__(self, hub: _Wired, publish: Callable[[list[str]], None], interval: float, batch: int = 500,
                  gather: float = 0.002, busy_gather: float = 0.01):
         super().__init__(name="tickethub-relay", daemon=True)
         self.hub, self.publish, self.interval, self.batch, self.gather = hub, publish, interval, batch, gather
@@ -106,6 +98,6 @@ class Relay(threading.Thread):
             self.publish(ids)
         except Exception:
             with self.hub.store.unit_of_work() as uow:  # not published after all: leave them for the next round
-                uow.conn.execute(update(inbox_events).where(inbox_events.c.event_id.in_(ids)).values(dispatched_at=None))
+                uow.inbox.mark_dispatched(ids, None)
                 uow.commit()
             raise

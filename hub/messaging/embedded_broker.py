@@ -168,4 +168,4 @@ class Transport(filesystem.Transport):
     Channel = Channel
 
 
-TRANSPORT_ALIASES.setdefault(ALIAS, "hub.embedded_broker:Transport")
+TRANSPORT_ALIASES.setdefault(ALIAS, "hub.messaging.embedded_broker:Transport")

@@ -16,8 +16,8 @@ from hub.bootstrap import Hub, bootstrap
 from hub.config import Settings, load_settings
 from hub.core.errors import ConfigError, InvalidTicketId, MappingError, TicketNotFound
 from hub.core.ticket_ids import parse_ticket_id
+from hub.http.views import audit_json, delivery_json, ticket_json
 from hub.logs import configure_logging
-from hub.views import audit_json, delivery_json, ticket_json
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="tickethub: one service ticket across systems.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -82,10 +82,10 @@ def db_upgrade(ctx: typer.Context) -> None:
 @mappings_app.command("check")
 def mappings_check(ctx: typer.Context) -> None:
     """Validate configuration and mappings together; print the ownership matrix and every problem."""
-    from mappings.loader import check_mappings
+    from hub.mapping_files import check_mappings
 
     settings = _settings(ctx)
-    from connectors.registry import connector_schemas
+    from hub.plugins import connector_schemas
 
     mapping_set, problems = check_mappings(settings.hub.mappings_dir, settings.mapping_names(),
                                            connector_schemas(settings))
@@ -181,9 +181,9 @@ def _require_current_schema(hub: Hub) -> None:
 def _serve(hub: Hub, token: str, host: str, port: int, relay: bool = False) -> None:
     import uvicorn
 
-    from hub.api import create_app
-    from hub.pipeline import Relay
-    from hub.runtime import start_runtime
+    from hub.bootstrap import start_runtime
+    from hub.http.app import create_app
+    from hub.messaging.relay import Relay
 
     _require_current_schema(hub)
     relay_thread = None
@@ -194,7 +194,7 @@ def _serve(hub: Hub, token: str, host: str, port: int, relay: bool = False) -> N
         relay_thread.start()
     try:
         if relay:
-            from hub.ops_api import celery_broker_check
+            from hub.http.ops import celery_broker_check
 
             app_ = create_app(hub, token, runtime.secrets, runtime.publish_deliveries, celery_broker_check)
         else:
@@ -213,7 +213,7 @@ def worker(ctx: typer.Context,
            metrics_port: Annotated[int | None, typer.Option(help="serve this worker's /metrics")] = None,
            ) -> None:
     """Run a Celery worker: processes events and delivers writes (threads; HTTP waits do not block it)."""
-    from hub.runtime import start_runtime
+    from hub.bootstrap import start_runtime
 
     hub = _hub(ctx)
     _require_current_schema(hub)
@@ -222,7 +222,7 @@ def worker(ctx: typer.Context,
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port, addr="127.0.0.1")
-    from hub.celery_app import QUEUES, celery_app, queue_name
+    from hub.messaging.celery_app import QUEUES, celery_app, queue_name
 
     logical = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = sorted(set(logical) - set(QUEUES))
@@ -242,7 +242,7 @@ def worker(ctx: typer.Context,
 @app.command("beat")
 def beat(ctx: typer.Context) -> None:
     """Run the scheduler (the sweeper that re-publishes lost work; later, nightly reconciliation)."""
-    from hub.celery_app import configure_celery
+    from hub.messaging.celery_app import configure_celery
 
     hub = _hub(ctx)
     app_ = configure_celery(hub.settings)
@@ -267,8 +267,8 @@ def up(ctx: typer.Context, host: str = "127.0.0.1", port: int = 8000,
     """API + workers + scheduler in one command, on the embedded default or whatever is configured."""
     import shutil
 
+    from hub.cli.supervisor import Child, Supervisor, tickethub_argv
     from hub.store.migrate import upgrade
-    from hub.supervisor import Child, Supervisor, tickethub_argv
 
     hub = _hub(ctx)
     upgrade(hub.engine)
@@ -330,8 +330,8 @@ def dlq_replay(ctx: typer.Context, ids: Annotated[list[int] | None, typer.Argume
                since: Annotated[str | None, typer.Option(help="ISO date-time: dead-lettered since")] = None,
                all_: Annotated[bool, typer.Option("--all", help="every dead letter")] = False) -> None:
     """Replay dead-lettered deliveries (by ID, or all of a system / since a time)."""
-    from hub.delivery import replay_delivery
-    from hub.runtime import start_runtime
+    from hub.bootstrap import start_runtime
+    from hub.usecases.replay import replay_delivery
 
     hub = _hub(ctx)
     if not ids and not (system or since or all_):
@@ -369,7 +369,7 @@ def demo(ctx: typer.Context,
          serve: Annotated[bool, typer.Option(help="serve the API after loading the sample")] = True,
          host: str = "127.0.0.1", port: int = 8000) -> None:
     """Create the embedded database, play a sample ticket's life through the hub, show it, serve the API."""
-    from hub.demo import run_demo
+    from hub.cli.demo import run_demo
     from hub.store.migrate import upgrade
 
     hub = _hub(ctx)

@@ -6,12 +6,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import text
 
 from hub import metrics
 from hub.bootstrap import Hub
-from hub.delivery import replay_delivery
-from hub.views import delivery_json
+from hub.http.views import delivery_json
+from hub.usecases.replay import replay_delivery
 
 DeliveryState = Literal["pending", "in_flight", "retry_wait", "delivered", "dead", "replayed", "superseded"]
 
@@ -57,10 +56,9 @@ def ops_router(hub: Hub, require_token: Callable[..., None],
     @router.get("/polls", dependencies=authed, summary="Polled systems: how far each has been read, and its last error")
     def list_polls() -> dict[str, Any]:
         from hub.core.canonical import format_datetime
-        from hub.store.polls import PollRepository
 
         with hub.store.unit_of_work() as uow:
-            rows = {r["system"]: r for r in PollRepository(uow.conn).all()}
+            rows = {r["system"]: r for r in uow.polls.all()}
 
         def when(value: Any) -> str | None:
             return format_datetime(value) if value else None
@@ -84,8 +82,7 @@ def ops_router(hub: Hub, require_token: Callable[..., None],
     def readyz() -> JSONResponse:
         report: dict[str, str] = {}
         try:
-            with hub.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            hub.store.ping()
             report["database"] = "ok"
         except Exception as exc:  # any failure to reach the database means not ready
             report["database"] = type(exc).__name__
@@ -103,7 +100,7 @@ def ops_router(hub: Hub, require_token: Callable[..., None],
 
 def celery_broker_check() -> None:
     """Open and close a connection to the configured broker (raises if it does not answer)."""
-    from hub.celery_app import celery_app
+    from hub.messaging.celery_app import celery_app
 
     with celery_app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)

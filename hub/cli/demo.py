@@ -8,7 +8,8 @@ from typing import Any
 from rich.console import Console
 
 from hub.bootstrap import Hub
-from hub.services import accept_event, process_event
+from hub.usecases.ingest import accept_event
+from hub.usecases.process import process_event
 
 
 def sample_events(start: Any) -> list[tuple[str, str, dict[str, Any], str]]:

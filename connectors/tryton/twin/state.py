@@ -5,7 +5,7 @@ codes, bodies and JSON classes, checked call by call against a real trytond 8.2 
 product, stock, sale, production and carrier); where a rule comes from trytond's source, the module that
 holds it names the file. It has its own users, clock and state, and does no I/O at import or construction.
 
-    twin = TrytonTwin()                                        # database "tickethub", admin/admin
+    twin = TrytonState()                                        # database "tickethub", admin/admin
     twin.add_user("mes", "mes-password-1")
     product = twin.create("product.product", "admin", code="PUMP-100", name="Pump")
     with twin.http_client() as http:                           # or serve `twin.app` with uvicorn
@@ -61,9 +61,9 @@ from typing import Any
 
 import httpx
 
-from connectors.tryton.sandbox_store import Actor, Store, TrytonError
+from connectors.tryton.twin.store import Actor, Store, TrytonError
 
-__all__ = ["TrytonClock", "TrytonError", "TrytonTwin", "TwinTransaction", "TwinUser"]
+__all__ = ["TrytonClock", "TrytonError", "TrytonState", "TwinTransaction", "TwinUser"]
 
 DATABASE = "tickethub"
 MAX_ATTEMPTS = 5  # [session] max_attempt: a sixth failure in a row answers 429
@@ -137,7 +137,7 @@ class TwinTransaction:
     start time, and none of it is visible until the `with` block ends (trytond on PostgreSQL stamps
     CURRENT_TIMESTAMP, the transaction's start). `ids` holds what its creates made, after the commit."""
 
-    twin: TrytonTwin
+    twin: TrytonState
     user: TwinUser
     stamp: dt.datetime
     ops: list[Callable[[], Any]] = field(default_factory=list)
@@ -156,12 +156,13 @@ class TwinTransaction:
                                                        self.stamp.date(), {}))
 
 
-class TrytonTwin:
+class TrytonState:
+    app: Any  # the HTTP face, set by `connectors.tryton.twin.TrytonTwin`
+
     """One Tryton database: `app` serves it over HTTP; the methods below are the tests' control panel."""
 
     def __init__(self, *, database: str = DATABASE, admin_password: str = "admin", company: str = "Tickethub",
                  clock: TrytonClock | None = None):
-        from connectors.tryton.sandbox_http import build_app  # it imports this module
 
         self.database = database
         self.clock = clock or TrytonClock()
@@ -175,7 +176,6 @@ class TrytonTwin:
         self._users[0] = root
         self._seed(root)
         self.add_user("admin", admin_password, None, admin=True)
-        self.app = build_app(self)
 
     def _seed(self, root: TwinUser) -> None:
         """What trytond-admin and a company setup leave behind: root (inactive), a company and its currency,

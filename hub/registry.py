@@ -1,0 +1,56 @@
+"""The connector types installed: every `tickethub.connectors` entry point, loaded once per process.
+
+In-tree types (generic, bottlecrm, tryton) register themselves in pyproject.toml exactly as a third party's
+package would; the hub imports none of them by name. `register` adds a type by hand (tests, embedding).
+"""
+
+from __future__ import annotations
+
+import threading
+from importlib.metadata import entry_points
+
+from hub.core.errors import TickethubError
+from hub.core.plugin import ENTRY_POINT_GROUP, ConnectorType
+
+_types: dict[str, ConnectorType] | None = None
+_extra: dict[str, ConnectorType] = {}
+_lock = threading.Lock()
+
+
+class UnknownConnectorType(TickethubError):
+    pass
+
+
+def connector_types() -> dict[str, ConnectorType]:
+    """Name -> type, for every installed connector type."""
+    global _types
+    with _lock:
+        if _types is None:
+            found: dict[str, ConnectorType] = {}
+            for entry in entry_points(group=ENTRY_POINT_GROUP):
+                declared = entry.load()
+                if not isinstance(declared, ConnectorType) or declared.name != entry.name:
+                    raise TickethubError(f"entry point `{entry.name} = {entry.value}` in group {ENTRY_POINT_GROUP}"
+                                         f" must name a ConnectorType called `{entry.name}`")
+                found[entry.name] = declared
+            _types = found
+        return {**_types, **_extra}
+
+
+def connector_type(name: str) -> ConnectorType:
+    types = connector_types()
+    if name not in types:
+        raise UnknownConnectorType(f"unknown connector type `{name}`; known: {', '.join(sorted(types))}"
+                                   " (a third-party type is found once its package is installed)")
+    return types[name]
+
+
+def register(declared: ConnectorType) -> None:
+    """Add a connector type that is not installed as a package (a test's, or an embedding application's)."""
+    with _lock:
+        _extra[declared.name] = declared
+
+
+def unregister(name: str) -> None:
+    with _lock:
+        _extra.pop(name, None)

@@ -1,0 +1,35 @@
+"""What every use case works with: the configuration, the mappings, the store and the clock.
+
+Built once per process by `hub.bootstrap`; a use case takes it as its first argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from hub.config import Settings
+from hub.core.mapping import MappingSet
+from hub.store.repository import Store
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    mappings: MappingSet
+    store: Store
+    clock: Callable[[], datetime] = utc_now
+    # called with the event id after an event is durably accepted; a listener (the relay) publishes it, so
+    # the event is stored as dispatched (the sweeper publishes it again if that publish never happens)
+    on_accept: list[Callable[[str], None]] = field(default_factory=list)
+
+    @property
+    def engine(self) -> Engine:
+        return self.store.engine
