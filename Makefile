@@ -28,6 +28,7 @@ test-fast: $(STAMP)  ## only the tests that need nothing
 lint: $(STAMP)
 	$(BIN)/ruff check hub connectors mappings reconcile tests bench
 	$(BIN)/mypy hub connectors mappings reconcile
+	$(BIN)/lint-imports  # the layers and the plug-in boundaries (pyproject.toml [tool.importlinter])
 
 bench: $(STAMP)
 	$(BIN)/python bench/apply.py

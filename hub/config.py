@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hub.core.errors import ConfigError, Problem
 from hub.core.plugin import ConnectorType
+from hub.core.strict import StrictModel
 from hub.core.ticket_ids import BUSINESS_CODE
 from hub.mapping_files import DEFAULT_DIR, default_systems
 from hub.registry import UnknownConnectorType, connector_type
@@ -34,11 +35,7 @@ ENV_OVERRIDES = {  # environment variable -> key in [hub]
 }
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HubSettings(_Strict):
+class HubSettings(StrictModel):
     business_code: str = "SVC"
     clock_skew_seconds: float = Field(default=2.0, ge=0)
     api_token_env: str = "TICKETHUB_API_TOKEN"
@@ -60,7 +57,7 @@ class HubSettings(_Strict):
         return value
 
 
-class DeliverySettings(_Strict):
+class DeliverySettings(StrictModel):
     """How writes to systems are retried and paced."""
 
     backoff_base_seconds: float = Field(default=5.0, gt=0)  # first retry waits up to this (full jitter)
@@ -138,7 +135,7 @@ def check_system(where: str, name: str, system: SystemSettings) -> list[Problem]
     return problems
 
 
-class Settings(_Strict):
+class Settings(StrictModel):
     hub: HubSettings = HubSettings()
     delivery: DeliverySettings = DeliverySettings()
     systems: dict[str, SystemSettings] = {}

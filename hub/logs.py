@@ -42,4 +42,3 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     )
 
 
-log = structlog.get_logger("tickethub")

@@ -15,25 +15,22 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from hub.core.canonical import FIELDS, normalize
 from hub.core.errors import InvalidValue, MappingError, Problem
 from hub.core.mapping import FieldMapping, MappingSet, SystemMapping
+from hub.core.strict import StrictModel
 from mappings import DEFAULT_DIR
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class _SystemSection(_Strict):
+class _SystemSection(StrictModel):
     rank: int = 0
     default_author_rank: int = 0
     reference_field: str | None = None
 
 
-class _FieldSection(_Strict):
+class _FieldSection(StrictModel):
     field: str
     direction: Literal["read", "write", "both"] = "both"
     owner: bool = False
@@ -47,7 +44,7 @@ class _FieldSection(_Strict):
     maximum: Decimal | None = None
 
 
-class _MappingFile(_Strict):
+class _MappingFile(StrictModel):
     system: _SystemSection = _SystemSection()
     authors: dict[str, int] = {}
     fields: dict[str, _FieldSection] = {}

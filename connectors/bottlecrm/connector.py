@@ -25,6 +25,7 @@ import httpx
 from hub.core.canonical import parse_datetime
 from hub.core.errors import InvalidValue
 from hub.core.ports import (
+    UNKNOWN_AUTHOR,
     ConnectorError,
     FieldSchema,
     Notice,
@@ -35,7 +36,6 @@ from hub.core.ports import (
     parse_retry_after,
 )
 
-UNKNOWN_AUTHOR = "unknown"
 STATUSES = ("New", "Assigned", "Pending", "Closed", "Rejected", "Duplicate")
 CASE_FIELDS = ("name", "status", "priority", "case_type", "description")
 ADDRESS_PARTS = ("address_line", "city", "state", "postcode", "country")
@@ -55,10 +55,10 @@ class BottleCRMAuth(httpx.Auth):
 
 class BottleCRMConnector:
     SCHEMA: Mapping[str, FieldSchema] = {
-        "case.name": FieldSchema("string", max_length=64, required=True),
+        "case.name": FieldSchema("string", max_length=64),
         # Duplicate is readable but can only be set by a merge: writing it is refused
-        "case.status": FieldSchema("enum", choices=STATUSES[:-1], required=True),
-        "case.priority": FieldSchema("enum", choices=("Low", "Normal", "High", "Urgent"), required=True),
+        "case.status": FieldSchema("enum", choices=STATUSES[:-1]),
+        "case.priority": FieldSchema("enum", choices=("Low", "Normal", "High", "Urgent")),
         "case.case_type": FieldSchema("enum", choices=("Question", "Incident", "Problem")),
         "case.description": FieldSchema("text"),
         "contact.name": FieldSchema("string", max_length=511),

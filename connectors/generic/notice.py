@@ -11,17 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, Field, ValidationError
 
 from hub.core.errors import InvalidValue
 from hub.core.ports import Notice, SourceRecord
+from hub.core.strict import StrictModel
 
 
-class GenericPayload(BaseModel):
+class GenericPayload(StrictModel):
     """The generic system's change notice: its record's ID, when and by whom it changed, and fields
     in the system's own names (translated by its mapping)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     local_id: str = Field(min_length=1, max_length=255)
     modified_at: AwareDatetime

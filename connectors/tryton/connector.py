@@ -31,6 +31,7 @@ from connectors.tryton.rpc import TrytonFault, TrytonSession, TrytonUnreachable,
 from hub.core.canonical import parse_datetime
 from hub.core.errors import InvalidValue
 from hub.core.ports import (
+    UNKNOWN_AUTHOR,
     FieldSchema,
     Notice,
     RecordNotFound,
@@ -40,7 +41,6 @@ from hub.core.ports import (
 )
 
 PAGE_SIZE = 500
-UNKNOWN_AUTHOR = "unknown"
 # Tryton error types that no retry can mend: the record or the value is refused as it is
 REFUSALS = {"UserError", "UserWarning", "ValidationError", "RequiredValidationError", "SizeValidationError",
             "DigitsValidationError", "SelectionValidationError", "DomainValidationError", "AccessError",

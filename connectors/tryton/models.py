@@ -96,7 +96,7 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType({
             "reference": FieldSchema("string"),
             "description": FieldSchema("string"),
             "comment": FieldSchema("text"),
-            "party.name": FieldSchema("string", required=True),
+            "party.name": FieldSchema("string"),
             "total_amount": FieldSchema("decimal", writable=False),
         }),
         relations=MappingProxyType({"party.name": Relation(

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import field_validator
 
 from connectors.tryton.connector import TrytonConnector, parse_polled, schema_for
 from connectors.tryton.models import MODELS
 from hub.core.errors import UnknownSystem
 from hub.core.plugin import ConnectorType, SystemSetup
 from hub.core.ports import Connector, FieldSchema
+from hub.core.strict import StrictModel
 
 
-class TrytonOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class TrytonOptions(StrictModel):
     database: str
     model: str  # sale.sale | production | stock.shipment.out
 

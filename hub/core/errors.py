@@ -42,10 +42,8 @@ class ConfigError(TickethubError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-class MappingError(TickethubError):
-    def __init__(self, problems: Sequence[Problem]):
-        self.problems = tuple(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
+class MappingError(ConfigError):
+    """A mapping file is wrong (one kind of configuration problem)."""
 
 
 class InvalidValue(TickethubError):

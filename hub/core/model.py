@@ -64,7 +64,6 @@ class PendingWrite:
     provenance: Provenance
 
 
-RejectionKind = Literal["not_owner", "stale", "echo", "invalid_value", "conflict"]
 OutcomeKind = Literal["applied", "duplicate", "not_owner", "stale", "echo", "invalid_value", "conflict"]
 
 
@@ -99,8 +98,6 @@ class ApplyResult:
     state: TicketState
     outcomes: tuple[Outcome, ...]
 
-    def of_kind(self, *kinds: OutcomeKind) -> list[Outcome]:
-        return [o for o in self.outcomes if o.kind in kinds]
 
 
 def _canonical_json(value: JsonScalar) -> str:

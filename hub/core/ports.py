@@ -16,12 +16,14 @@ layer (Celery) is the one retry layer. Writes report what happened instead of ra
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from hub.core.canonical import JsonScalar
 from hub.core.errors import TickethubError
+
+UNKNOWN_AUTHOR = "unknown"  # the author of a change the system does not attribute (lowest rank)
 
 
 class ConnectorError(TickethubError):
@@ -62,9 +64,7 @@ class FieldSchema:
     type: str  # string | text | integer | decimal | boolean | datetime | enum
     choices: tuple[str, ...] = ()
     max_length: int | None = None
-    required: bool = False
     writable: bool = True
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

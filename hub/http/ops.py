@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from hub import metrics
 from hub.bootstrap import Hub
-from hub.http.views import delivery_json
+from hub.http.views import delivery_json, when
 from hub.usecases.replay import replay_delivery
 
 DeliveryState = Literal["pending", "in_flight", "retry_wait", "delivered", "dead", "replayed", "superseded"]
@@ -55,13 +55,8 @@ def ops_router(hub: Hub, require_token: Callable[..., None],
 
     @router.get("/polls", dependencies=authed, summary="Polled systems: how far each has been read, and its last error")
     def list_polls() -> dict[str, Any]:
-        from hub.core.canonical import format_datetime
-
         with hub.store.unit_of_work() as uow:
             rows = {r["system"]: r for r in uow.polls.all()}
-
-        def when(value: Any) -> str | None:
-            return format_datetime(value) if value else None
 
         polls = []
         for name, config in sorted(hub.settings.systems.items()):

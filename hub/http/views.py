@@ -57,9 +57,6 @@ def audit_json(entry: AuditEntry) -> dict[str, Any]:
 
 
 def delivery_json(row: dict[str, Any], attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    def when(value: Any) -> str | None:
-        return format_datetime(value) if value is not None else None
-
     data = {
         "id": row["id"],
         "ticket_id": row["ticket_id"],
@@ -84,3 +81,7 @@ def delivery_json(row: dict[str, Any], attempts: list[dict[str, Any]] | None = N
         ]
     return data
 
+
+def when(value: Any) -> str | None:
+    """A stored time as ISO 8601 (UTC), or None."""
+    return format_datetime(value) if value is not None else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -129,7 +129,7 @@ class WebhookIntake:
             headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
         try:
             self.known(system)
-            body = await self._receive_limited(headers, receive)
+            body = await _read_limited(headers.get("content-length", ""), _asgi_chunks(receive), self.max_body_bytes)
             if body is None:
                 raise self.too_large(system)
             external_id, payload = self.check(system, headers, body)
@@ -140,24 +140,6 @@ class WebhookIntake:
         except _Disconnected:
             return  # the client went away before sending the whole body: nothing stored, nobody to answer
         await _send_json(send, 202, {"event_id": event_id, "duplicate": duplicate})
-
-    async def _receive_limited(self, headers: Mapping[str, str], receive: Any) -> bytes | None:
-        """The body, or None as soon as it is known to exceed the limit."""
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            return None
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                raise _Disconnected
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
     # ---- served (and documented) by FastAPI ----------------------------------------------------
 
@@ -176,7 +158,8 @@ class WebhookIntake:
         async def receive_webhook(system: str, request: Request) -> WebhookAccepted:
             try:
                 self.known(system)
-                body = await _read_limited(request, self.max_body_bytes)
+                body = await _read_limited(request.headers.get("content-length", ""), request.stream(),
+                                           self.max_body_bytes)
                 if body is None:
                     raise self.too_large(system)
                 external_id, payload = self.check(system, request.headers, body)
@@ -188,12 +171,6 @@ class WebhookIntake:
         return router
 
 
-def intake_router(hub: Hub, secrets: Mapping[str, Sequence[str]], *, max_body_bytes: int = MAX_BODY_BYTES,
-                  tolerance: float = DEFAULT_TOLERANCE) -> APIRouter:
-    """The webhook route for the hub's configured systems, verifying with `secrets` (system -> active)."""
-    return WebhookIntake(hub, secrets, max_body_bytes=max_body_bytes, tolerance=tolerance).router()
-
-
 async def _send_json(send: Any, status: int, content: Mapping[str, Any]) -> None:
     body = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
     await send({"type": "http.response.start", "status": status,
@@ -201,18 +178,28 @@ async def _send_json(send: Any, status: int, content: Mapping[str, Any]) -> None
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it is known to exceed `limit` (stop reading there)."""
-    declared = request.headers.get("content-length", "")
+async def _read_limited(declared: str, chunks: AsyncIterator[bytes], limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed `limit` (its Content-Length, then the bytes read)."""
     if declared.isdigit() and int(declared) > limit:
         return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    parts, size = [], 0
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _asgi_chunks(receive: Any) -> AsyncIterator[bytes]:
+    """The request body's chunks from an ASGI `receive`; _Disconnected if the client goes away first."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _Disconnected
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
 
 
 def _content_type_problem(content_type: str) -> str | None:

@@ -128,18 +128,26 @@ class Store:
         own rows). A deadlock that still happens (the same webhook IDs crossed at two API processes, one
         delivery's repeated messages at two workers) is broken by PostgreSQL, and the works of the
         transaction it aborts run again alone."""
+        return self._together([_Work(work)], anywhere)[0].outcome()
+
+    def together_each(self, works: Sequence[Callable[[UnitOfWork], T]], *, anywhere: bool = False
+                      ) -> list[T | BaseException]:
+        """Several works of this thread, each as `together` would run it: in order, what each returned or the
+        exception it raised (a work that raised is rolled back alone; the others are kept)."""
+        return [item.error if item.error is not None else item.result  # type: ignore[misc]
+                for item in self._together([_Work(work) for work in works], anywhere)]
+
+    def _together(self, mine: list[_Work[T]], anywhere: bool) -> list[_Work[T]]:
         if self._writer is None and not anywhere:
-            with self.unit_of_work() as uow:
-                result = work(uow)
-                uow.commit()
-                return result
-        mine = _Work(work)
+            for item in mine:
+                self._run_alone(item)
+            return mine
         with self._waiting_lock:
-            self._waiting.append(mine)
-        while not mine.done:
+            self._waiting.extend(mine)  # together, in order: a batch cut short goes back to the head in order
+        while (pending := next((item for item in mine if not item.done), None)) is not None:
             if not self._leader.acquire(blocking=False):
-                mine.wake.wait()  # until the leader has run it, or hands this thread the lead
-                mine.wake.clear()
+                pending.wake.wait()  # until the leader has run it, or hands this thread the lead
+                pending.wake.clear()
                 continue
             try:
                 with self._waiting_lock:
@@ -151,7 +159,15 @@ class Store:
                     following = self._waiting[0] if self._waiting else None
                 if following is not None:  # it arrived while this batch ran: it leads the next one
                     following.wake.set()
-        return mine.outcome()
+        return mine
+
+    def _run_alone(self, item: _Work[Any]) -> None:
+        try:
+            with self.unit_of_work() as uow:
+                item.result = item.work(uow)
+                uow.commit()
+        except Exception as exc:  # noqa: BLE001 (handed to the thread whose work it is)
+            item.error = exc
 
     def _run_together(self, batch: list[_Work[Any]]) -> None:
         """Run `batch` in one transaction, stopping early once it has held the write lock TOGETHER_SECONDS:
@@ -173,12 +189,7 @@ class Store:
                 ran[0].error = exc
             else:
                 for item in ran:
-                    try:
-                        with self.unit_of_work() as uow:
-                            item.result = item.work(uow)
-                            uow.commit()
-                    except Exception as exc:  # noqa: BLE001 (handed to the thread whose work it is)
-                        item.error = exc
+                    self._run_alone(item)
         for item in ran:
             item.done = True
             item.wake.set()

@@ -7,10 +7,10 @@ the audit entries and the outbox, and mark the event processed. Processing twice
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import structlog
@@ -22,7 +22,7 @@ from hub.core.model import ApplyResult, FieldChange, Outcome, Provenance, Ticket
 from hub.core.plugin import ConnectorType
 from hub.core.ports import Connector, ConnectorError, RecordNotFound, SourceRecord
 from hub.registry import connector_type
-from hub.store.repository import TOGETHER_SECONDS
+from hub.store.repository import UnitOfWork
 from hub.usecases.context import Hub
 
 log = structlog.get_logger("tickethub.services")
@@ -105,10 +105,11 @@ def process_events(hub: Hub, event_ids: Sequence[str], connector_for: Callable[[
     """Several events, as `process_event` would one by one: for each, in order, what it returned or the
     exception it raised (the event then stays received, for the sweeper).
 
-    On SQLite the events whose notices carry their records are applied several to a transaction, each in a
-    savepoint of its own, so one that fails is rolled back alone; a transaction takes more of them until it
-    has held the write lock for TOGETHER_SECONDS (the store's cap on any shared transaction), so that
-    intake's inserts never wait long behind it.
+    On SQLite the events whose notices carry their records are applied several to a transaction
+    (`Store.together_each`, the store's one group-commit mechanism: a transaction takes more of them until it
+    has held the write lock for TOGETHER_SECONDS, so that intake's inserts never wait long behind it; if one
+    fails, the transaction is rolled back and each runs again alone, so it fails alone and the others are
+    applied).
     Together they share the lock, the commit, and the log pages that consecutive tickets share. The hold is
     a trade: the events worker (one thread) drained 210-281 events/s at 2 ms, 285-366 at 5 ms, 358-371 at
     10 ms, while intake's acknowledgement p99 at 500/s offered rose with it (19-36, 16-30 and 40-45 ms).
@@ -118,9 +119,15 @@ def process_events(hub: Hub, event_ids: Sequence[str], connector_for: Callable[[
     the commits saved)."""
     results: dict[str, Processed | Exception] = {}
     if hub.engine.dialect.name == "sqlite":
-        waiting = list(dict.fromkeys(event_ids))
-        while waiting:
-            waiting = _apply_together(hub, waiting, connector_for, results)
+        ids = list(dict.fromkeys(event_ids))
+        outcomes = hub.store.together_each([partial(_apply_stored, hub, event_id, connector_for) for event_id in ids])
+        for event_id, outcome in zip(ids, outcomes, strict=True):
+            if isinstance(outcome, tuple):
+                system, results[event_id] = outcome
+                if isinstance(results[event_id], Processed):
+                    _logged(results[event_id], system)  # type: ignore[arg-type]
+            elif outcome is not None:  # it raised: rolled back, and the event stays received
+                results[event_id] = outcome
     out: list[Processed | Exception] = []
     for event_id in event_ids:
         if event_id not in results:
@@ -132,43 +139,18 @@ def process_events(hub: Hub, event_ids: Sequence[str], connector_for: Callable[[
     return out
 
 
-def _apply_together(hub: Hub, event_ids: list[str], connector_for: Callable[[str], Connector] | None,
-                    results: dict[str, Processed | Exception]) -> list[str]:
-    """SQLite: apply events that need no read in one transaction, until it has run TOGETHER_SECONDS; their
-    results go to `results` (events that need a read get none). Returns the events not yet looked at."""
-    done: dict[str, str] = {}  # event -> its system, for the events this transaction decided
-    deadline = time.perf_counter() + TOGETHER_SECONDS
-    left = event_ids
-    try:
-        with hub.store.unit_of_work() as uow:
-            for position, event_id in enumerate(event_ids):
-                if position and time.perf_counter() > deadline:
-                    left = event_ids[position:]
-                    break
-                left = event_ids[position + 1:]
-                event = uow.inbox.get(event_id)
-                if event is None:
-                    results[event_id] = KeyError(f"no event {event_id}")
-                elif event["state"] != "received":
-                    results[event_id] = Processed(event_id, f"already {event['state']}", event["ticket_id"])
-                elif not _needs_read(hub, event["system"], connector_for):
-                    done[event_id] = event["system"]
-                    savepoint = uow.conn.begin_nested()
-                    try:
-                        results[event_id] = _apply_event(hub, uow, event, _records_or_error(hub, event, None), {},
-                                                         commit=False)
-                        savepoint.commit()
-                    except Exception as exc:  # noqa: BLE001 (this event alone is rolled back)
-                        savepoint.rollback()
-                        results[event_id] = exc
-            uow.commit()
-    except Exception as exc:  # noqa: BLE001 (nothing was committed: these events stay received)
-        results.update(dict.fromkeys(done, exc))
-        return left
-    for event_id, system in done.items():
-        if isinstance(result := results[event_id], Processed):
-            _logged(result, system)
-    return left
+def _apply_stored(hub: Hub, event_id: str, connector_for: Callable[[str], Connector] | None, uow: UnitOfWork
+                  ) -> tuple[str, Processed | Exception] | None:
+    """SQLite, inside a shared transaction: apply one event whose notice carries its record; None for one
+    that needs a read (processed alone afterwards)."""
+    event = uow.inbox.get(event_id)
+    if event is None:
+        return "", KeyError(f"no event {event_id}")
+    if event["state"] != "received":
+        return event["system"], Processed(event_id, f"already {event['state']}", event["ticket_id"])
+    if _needs_read(hub, event["system"], connector_for):
+        return None
+    return event["system"], _apply_event(hub, uow, event, _records_or_error(hub, event, None), {}, commit=False)
 
 
 def _needs_read(hub: Hub, system: str, connector_for: Callable[[str], Connector] | None) -> bool:

@@ -20,7 +20,7 @@ from hub.config import Settings, SystemSettings
 from hub.core.errors import ConfigError
 from hub.core.signing import sign_standard
 from hub.http.app import create_app
-from hub.http.webhooks import MAX_BODY_BYTES, intake_router
+from hub.http.webhooks import MAX_BODY_BYTES, WebhookIntake
 from hub.plugins import load_webhook_secrets
 
 TOKEN = "test-token-not-a-secret"
@@ -177,7 +177,7 @@ def test_body_over_the_limit_is_413_before_the_signature(sender: Sender, hub: Hu
 def test_size_limit_counts_the_bytes_read_not_only_content_length(hub: Hub) -> None:
     """A chunked body with no Content-Length is cut off at the limit; one under it passes the size check."""
     app = FastAPI()
-    app.include_router(intake_router(hub, {"crm": [SECRET]}, max_body_bytes=100))
+    app.include_router(WebhookIntake(hub, {"crm": [SECRET]}, max_body_bytes=100).router())
     client = TestClient(app)
 
     def chunks(total: int) -> Iterator[bytes]:
@@ -349,7 +349,7 @@ def test_plain_asgi_path_and_documented_route_answer_alike(hub: Hub) -> None:
     document describes) gives the same status and body for every kind of request."""
     fast = TestClient(create_app(hub, TOKEN, {"crm": [SECRET], "erp": [SECRET]}))
     plain = FastAPI()
-    plain.include_router(intake_router(hub, {"crm": [SECRET], "erp": [SECRET]}))
+    plain.include_router(WebhookIntake(hub, {"crm": [SECRET], "erp": [SECRET]}).router())
     documented = TestClient(plain)
     assert "/webhooks/{system}" in fast.get("/openapi.json").json()["paths"]
     cases: list[dict[str, Any]] = [
