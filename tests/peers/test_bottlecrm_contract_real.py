@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from connectors.bottlecrm.connector import BottleCRMConnector
-from tests.contract.bottlecrm import BottleCRMContract, Peer
+from connectors.testing.bottlecrm import BottleCRMContract, Peer
 from tests.e2e.harness import Receiver
 from tests.peers.bottlecrm import BottleCRM
 

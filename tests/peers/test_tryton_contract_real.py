@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from connectors.testing.tryton import Peer, TrytonContract
 from connectors.tryton.connector import TrytonConnector
 from connectors.tryton.rpc import TrytonSession
-from tests.contract.tryton import Peer, TrytonContract
 from tests.peers.tryton import Tryton
 
 pytestmark = pytest.mark.peer

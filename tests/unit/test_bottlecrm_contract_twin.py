@@ -9,7 +9,7 @@ import pytest
 
 from connectors.bottlecrm.connector import BottleCRMConnector
 from connectors.bottlecrm.twin import BottleCRMTwin
-from tests.contract.bottlecrm import BottleCRMContract, Peer
+from connectors.testing.bottlecrm import BottleCRMContract, Peer
 
 
 class TestTwin(BottleCRMContract):

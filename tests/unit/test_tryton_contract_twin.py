@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from connectors.testing.tryton import Peer, TrytonContract
 from connectors.tryton.connector import TrytonConnector
 from connectors.tryton.rpc import TrytonSession
 from connectors.tryton.twin import TrytonTwin
-from tests.contract.tryton import Peer, TrytonContract
 
 URL = "http://tryton.sandbox"
 

@@ -1,6 +1,7 @@
-"""The CRM connector's contract: the same assertions run against the sandbox twin (fast, offline) and
-against the real BottleCRM (tests/peers). A subclass provides the `peer` fixture; a behaviour that
-passes on the real system and fails on the twin means the twin is wrong."""
+"""The BottleCRM connector's contract, the generic one (`ConnectorContract`) and BottleCRM's own: the same
+assertions run against the sandbox twin (fast, offline) and against the real BottleCRM (tests/peers). A
+subclass provides the `peer` fixture; a behaviour that passes on the real system and fails on the twin
+means the twin is wrong."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from dataclasses import dataclass
 import pytest
 
 from connectors.bottlecrm.connector import BottleCRMConnector
+from connectors.bottlecrm.plugin import CONNECTOR_TYPE
 from connectors.bottlecrm.signing import verify_bottlecrm
+from connectors.testing import ConnectorContract, ContractPeer
 from hub.core.ports import ConnectorError, RecordNotFound, WriteRequest
 
 
@@ -33,7 +36,15 @@ def _ticket() -> str:
     return f"20261123-SVC-{uuid.uuid4().int % 10**8:08d}"
 
 
-class BottleCRMContract:
+class BottleCRMContract(ConnectorContract):
+    @pytest.fixture
+    def contract(self, peer: Peer) -> ContractPeer:
+        """The connector contract every type passes, on the same CRM."""
+        return ContractPeer(CONNECTOR_TYPE, peer.connector, "crm",
+                            create_fields={"case.status": "New", "contact.name": "Ada Lovelace"},
+                            change_fields={"case.status": "Pending"}, missing_local_id=str(uuid.uuid4()),
+                            author=peer.owner_email, bad_credentials=peer.bad_token_connector, secret="bcrm_pat_wrong")
+
     def test_create_makes_a_case_with_its_contact_that_reads_back(self, peer: Peer) -> None:
         """A ticket written to the CRM becomes a case named by its global ID, with the customer as contact."""
         ticket = _ticket()

@@ -1,6 +1,7 @@
-"""The Tryton connector's contract: the same assertions run against the sandbox twin (tests/unit, offline)
-and against a real Tryton 8.2 (tests/peers). A subclass provides the `peer` fixture; a behaviour that
-passes on the real server and fails on the twin means the twin is wrong."""
+"""The Tryton connector's contract, the generic one (`ConnectorContract`) and Tryton's own: the same
+assertions run against the sandbox twin (tests/unit, offline) and against a real Tryton 8.2 (tests/peers).
+A subclass provides the `peer` fixture; a behaviour that passes on the real server and fails on the twin
+means the twin is wrong."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from connectors.testing import ConnectorContract, ContractPeer
 from connectors.tryton.connector import TrytonConnector
+from connectors.tryton.plugin import CONNECTOR_TYPE, TrytonOptions
 from connectors.tryton.rpc import TrytonFault, TrytonSession
 from hub.core.ports import ConnectorError, RecordNotFound, WriteRequest
 
@@ -40,7 +43,16 @@ def _request(ticket: str, system: str, local_id: str | None = None, **fields: An
     return WriteRequest(delivery_id=1, ticket_id=ticket, system=system, local_id=local_id, fields=fields, attempt=1)
 
 
-class TrytonContract:
+class TrytonContract(ConnectorContract):
+    @pytest.fixture
+    def contract(self, peer: Peer) -> ContractPeer:
+        """The connector contract every type passes, on the ERP role (sales)."""
+        return ContractPeer(CONNECTOR_TYPE, peer.connector("sale.sale"), "erp",
+                            create_fields={"party.name": "Ada Lovelace", "description": "Crank jams"},
+                            change_fields={"description": "Crank jams at column 4"}, missing_local_id="987654",
+                            author=peer.hub_login, bad_credentials=peer.bad_password, secret="not-the-password",
+                            options=TrytonOptions(database="tickethub", model="sale.sale"))
+
     def _production(self, peer: Peer) -> tuple[str, str]:
         ticket = _ticket()
         created = peer.connector("production").create(_request(ticket, "mes", **{"product.code": peer.product}))
