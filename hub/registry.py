@@ -45,6 +45,13 @@ def connector_type(name: str) -> ConnectorType:
     return types[name]
 
 
+def refresh() -> None:
+    """Look for entry points again (after a package was installed into the running process)."""
+    global _types
+    with _lock:
+        _types = None
+
+
 def register(declared: ConnectorType) -> None:
     """Add a connector type that is not installed as a package (a test's, or an embedding application's)."""
     with _lock:

@@ -25,6 +25,7 @@ from hub.store.migrate import upgrade
 PG_ADMIN_URL = os.environ.get("TICKETHUB_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 REQUIRE_SERVICES = bool(os.environ.get("CI")) or os.environ.get("TICKETHUB_REQUIRE_SERVICES") == "1"
 _MARKS = {"integration", "e2e", "peer"}
+collect_ignore = ["plugin_example"]  # a third party's package, tested by test_plugins.py from outside the tree
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
