@@ -218,8 +218,8 @@ def _fix(error_type: str, loc: tuple[int | str, ...], declared: ConnectorType | 
     if error_type == "extra_forbidden":
         if loc and loc[0] not in ("hub", "systems", "delivery"):
             return "remove it; the file has [hub], [delivery] and [systems.<name>] tables"
-        allowed: list[str] = list({"hub": HubSettings, "delivery": DeliverySettings}.get(
-            str(loc[0]), SystemSettings).model_fields)
+        sections: dict[str, type[BaseModel]] = {"hub": HubSettings, "delivery": DeliverySettings}
+        allowed = list(sections.get(str(loc[0]), SystemSettings).model_fields)
         if declared is not None and declared.options is not None:
             allowed += list(declared.options.model_fields)  # type: ignore[attr-defined]
         extra = " (system and author ranks live in the system's mapping file)" if loc[-1] == "rank" else ""

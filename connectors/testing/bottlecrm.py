@@ -16,6 +16,7 @@ from connectors.bottlecrm.connector import BottleCRMConnector
 from connectors.bottlecrm.plugin import CONNECTOR_TYPE
 from connectors.bottlecrm.signing import verify_bottlecrm
 from connectors.testing import ConnectorContract, ContractPeer
+from hub.core.canonical import JsonScalar
 from hub.core.ports import ConnectorError, RecordNotFound, WriteRequest
 
 
@@ -28,7 +29,7 @@ class Peer:
     bad_token_connector: BottleCRMConnector  # the same system with a token it does not know
 
 
-def _request(ticket: str, local_id: str | None = None, **fields: object) -> WriteRequest:
+def _request(ticket: str, local_id: str | None = None, **fields: JsonScalar) -> WriteRequest:
     return WriteRequest(delivery_id=1, ticket_id=ticket, system="crm", local_id=local_id, fields=fields, attempt=1)
 
 

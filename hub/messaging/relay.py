@@ -19,8 +19,11 @@ from hub.store.repository import Store
 class _Wired(Protocol):
     """What the relay needs of the hub: its store and its clock."""
 
-    store: Store
-    clock: Callable[[], datetime]
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
 
 log = structlog.get_logger("tickethub.relay")
 

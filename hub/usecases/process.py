@@ -126,7 +126,7 @@ def process_events(hub: Hub, event_ids: Sequence[str], connector_for: Callable[[
                 system, results[event_id] = outcome
                 if isinstance(results[event_id], Processed):
                     _logged(results[event_id], system)  # type: ignore[arg-type]
-            elif outcome is not None:  # it raised: rolled back, and the event stays received
+            elif isinstance(outcome, Exception):  # it raised: rolled back, and the event stays received
                 results[event_id] = outcome
     out: list[Processed | Exception] = []
     for event_id in event_ids:
