@@ -24,7 +24,7 @@ from hub.messaging import publisher
 from hub.messaging.celery_app import celery_app, configure_celery
 from hub.plugins import build_connector, connector_schemas, load_credentials, load_webhook_secrets
 from hub.store.engine import make_engine
-from hub.store.repository import Store
+from hub.store.unit_of_work import Store
 from hub.usecases.context import Hub, utc_now
 from hub.usecases.deliver import max_in_flight
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from hub.core.canonical import format_datetime
 from hub.core.model import FieldValue
-from hub.store.repository import AuditEntry, TicketView
+from hub.store.tickets import AuditEntry, TicketView
 
 
 def field_json(fv: FieldValue) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import structlog
 
-from hub.store.repository import Store
+from hub.store.unit_of_work import Store
 
 
 class _Wired(Protocol):

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from hub.config import Settings
 from hub.core.mapping import MappingSet
-from hub.store.repository import Store
+from hub.store.unit_of_work import Store
 
 
 def utc_now() -> datetime:

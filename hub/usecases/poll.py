@@ -24,7 +24,7 @@ import structlog
 from hub.core.errors import UnknownSystem
 from hub.core.mapping import lookup_path
 from hub.core.ports import ConnectorError, SourceRecord
-from hub.store.repository import TicketRepository
+from hub.store.tickets import TicketRepository
 from hub.usecases.context import Hub
 
 log = structlog.get_logger("tickethub.polling")

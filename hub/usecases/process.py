@@ -22,7 +22,7 @@ from hub.core.model import ApplyResult, FieldChange, Outcome, Provenance, Ticket
 from hub.core.plugin import ConnectorType
 from hub.core.ports import Connector, ConnectorError, RecordNotFound, SourceRecord
 from hub.registry import connector_type
-from hub.store.repository import UnitOfWork
+from hub.store.unit_of_work import UnitOfWork
 from hub.usecases.context import Hub
 
 log = structlog.get_logger("tickethub.services")

@@ -14,13 +14,13 @@ from sqlalchemy import text
 
 from hub.store.engine import make_engine
 from hub.store.migrate import upgrade
-from hub.store.repository import Store
+from hub.store.unit_of_work import Store
 
 HOLDER = textwrap.dedent("""
     import sys, time
     from sqlalchemy import text
     from hub.store.engine import make_engine
-    from hub.store.repository import Store
+    from hub.store.unit_of_work import Store
     store = Store(make_engine(sys.argv[1]))
     with store.unit_of_work() as uow:
         uow.conn.execute(text("INSERT INTO id_sequences (day, business_code, last_value) VALUES ('x', 'HOLD', 1)"))

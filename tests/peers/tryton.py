@@ -40,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from connectors.tryton.twin.wire import decode_object, encode_value
 from tests.peers import harness
 from tests.peers.harness import Interpreter  # part of this module's API, as before the move
 
@@ -102,48 +103,7 @@ def find_python() -> Interpreter:
                                unavailable=PeerUnavailable)
 
 
-# ---- Tryton's JSON: {"__class__": "datetime", ...} and friends ---------------------------------------
-
-def decode_object(obj: dict[str, Any]) -> Any:
-    """json object_hook for Tryton's tagged values (datetime, date, time, timedelta, Decimal, bytes)."""
-    kind = obj.get("__class__")
-    if kind == "datetime":
-        return dt.datetime(obj["year"], obj["month"], obj["day"], obj["hour"], obj["minute"], obj["second"],
-                           obj["microsecond"])
-    if kind == "date":
-        return dt.date(obj["year"], obj["month"], obj["day"])
-    if kind == "time":
-        return dt.time(obj["hour"], obj["minute"], obj["second"], obj["microsecond"])
-    if kind == "timedelta":
-        return dt.timedelta(seconds=obj["seconds"])
-    if kind == "Decimal":
-        return Decimal(obj["decimal"])
-    if kind == "bytes":
-        return base64.decodebytes(obj["base64"].encode())
-    return obj
-
-
-def encode_value(value: Any) -> Any:
-    """json `default=` for the values Tryton expects tagged. Naive datetimes are UTC to Tryton."""
-    if isinstance(value, dt.datetime):
-        return {"__class__": "datetime", "year": value.year, "month": value.month, "day": value.day,
-                "hour": value.hour, "minute": value.minute, "second": value.second,
-                "microsecond": value.microsecond}
-    if isinstance(value, dt.date):
-        return {"__class__": "date", "year": value.year, "month": value.month, "day": value.day}
-    if isinstance(value, dt.time):
-        return {"__class__": "time", "hour": value.hour, "minute": value.minute, "second": value.second,
-                "microsecond": value.microsecond}
-    if isinstance(value, dt.timedelta):
-        return {"__class__": "timedelta", "seconds": value.total_seconds()}
-    if isinstance(value, Decimal):
-        return {"__class__": "Decimal", "decimal": str(value)}
-    if isinstance(value, bytes | bytearray):
-        return {"__class__": "bytes", "base64": base64.encodebytes(bytes(value)).decode()}
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable for Tryton")
-
+# ---- Tryton's JSON, as the twin encodes it (connectors/tryton/twin/wire.py) --------------------------------
 
 def dumps(payload: Any) -> str:
     return json.dumps(payload, default=encode_value)

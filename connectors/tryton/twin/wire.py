@@ -73,7 +73,8 @@ def dumps(payload: Any) -> str:
     return json.dumps(payload, default=encode_value, separators=(",", ":"))
 
 
-def _decode_object(obj: dict[str, Any]) -> Any:
+def decode_object(obj: dict[str, Any]) -> Any:
+    """json object_hook for Tryton's tagged values (datetime, date, time, timedelta, Decimal, bytes)."""
     kind = obj.get("__class__")
     if kind == "datetime":
         return dt.datetime(obj["year"], obj["month"], obj["day"], obj["hour"], obj["minute"], obj["second"],
@@ -93,7 +94,7 @@ def _decode_object(obj: dict[str, Any]) -> Any:
 
 def loads(raw: bytes) -> Any:
     """A request body as trytond's JSONDecoder reads it; a key missing from a class raises KeyError."""
-    return json.loads(raw.decode("utf-8", "replace"), object_hook=_decode_object)
+    return json.loads(raw.decode("utf-8", "replace"), object_hook=decode_object)
 
 
 def timestamp_text(moment: dt.datetime) -> str:
