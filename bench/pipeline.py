@@ -718,7 +718,7 @@ class HubInstance:
 
 def event_threads(sqlite: bool) -> int:
     """The events worker's threads, as `tickethub up` chooses them for the database."""
-    from hub.cli.main import default_event_threads
+    from hub.cli.serve import default_event_threads
 
     return default_event_threads("sqlite" if sqlite else "postgresql")
 

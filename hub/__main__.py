@@ -1,5 +1,5 @@
 """`python -m hub` is the `tickethub` command."""
 
-from hub.cli.main import app
+from hub.cli import app
 
 app()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hub.cli.main import app
+from hub.cli import app
 from hub.mapping_files import DEFAULT_DIR
 
 runner = CliRunner()

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from hub import registry
 from hub.bootstrap import bootstrap
-from hub.cli.main import app as cli
+from hub.cli import app as cli
 from hub.config import load_settings
 from hub.core.errors import ConfigError
 from hub.core.signing import sign_standard

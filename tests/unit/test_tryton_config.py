@@ -83,7 +83,7 @@ def test_mappings_check_shows_tryton_systems_owning_progress_billing_and_the_way
     """`tickethub mappings check` on a deployment with Tryton as ERP, MES and WMS: no problems, who owns what."""
     from typer.testing import CliRunner
 
-    from hub.cli.main import app
+    from hub.cli import app
 
     config = write_config(tmp_path)
     result = CliRunner().invoke(app, ["--config", str(config), "mappings", "check"])

@@ -1,0 +1,200 @@
+"""Commands that look after the hub: `db upgrade`, `mappings check`, `ticket show`, `dlq`, `demo`."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from hub.cli.app import app, db_app, dlq_app, err, fail, hub_from, mappings_app, out, settings_from, ticket_app
+from hub.cli.serve import serve_api
+from hub.core.errors import InvalidTicketId, TicketNotFound
+from hub.core.ticket_ids import parse_ticket_id
+from hub.http.views import audit_json, delivery_json, ticket_json
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Create the database, or migrate it to the newest schema."""
+    from hub.store.engine import make_engine
+    from hub.store.migrate import upgrade
+
+    settings = settings_from(ctx)
+    engine = make_engine(settings.hub.database_url)
+    upgrade(engine)
+    out.print(f"database at {engine.url.render_as_string(hide_password=True)} is up to date")
+
+
+@mappings_app.command("check")
+def mappings_check(ctx: typer.Context) -> None:
+    """Validate configuration and mappings together; print the ownership matrix and every problem."""
+    from hub.mapping_files import check_mappings
+
+    settings = settings_from(ctx)
+    from hub.plugins import connector_schemas
+
+    mapping_set, problems = check_mappings(settings.hub.mappings_dir, settings.mapping_names(),
+                                           connector_schemas(settings))
+    if mapping_set is not None:
+        table = Table(title=f"ownership ({settings.source}; mappings in {settings.hub.mappings_dir})")
+        table.add_column("field")
+        for system in mapping_set.systems:
+            table.add_column(system)
+        labels = {"owner+both": "OWNER rw", "owner+read": "OWNER r", "both": "rw", "read": "r", "write": "w", "": "·"}
+        for name, row in mapping_set.matrix().items():
+            table.add_row(name, *(labels[row[s]] for s in mapping_set.systems))
+        out.print(table)
+        out.print("OWNER: may change the field · r: the hub reads it there · w: the hub writes it there")
+        out.print("[green]no problems[/]")
+        return
+    fail(f"{len(problems)} problem(s) in the mappings", problems)
+
+
+@ticket_app.command("show")
+def ticket_show(ctx: typer.Context, ticket_id: str,
+                history: Annotated[bool, typer.Option("--history", help="also print the audit trail")] = False,
+                as_json: Annotated[bool, typer.Option("--json", help="print JSON, as the HTTP API does")] = False,
+                ) -> None:
+    """Print a ticket's golden record with provenance, its cross-references and (optionally) history."""
+    try:
+        parse_ticket_id(ticket_id)
+    except InvalidTicketId as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    hub = hub_from(ctx)
+    try:
+        with hub.store.unit_of_work() as uow:
+            view = uow.tickets.get(ticket_id)
+            entries = uow.tickets.history(ticket_id) if history else []
+    except TicketNotFound as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    data = ticket_json(view)
+    if as_json:
+        if history:
+            data["history"] = [audit_json(e) for e in entries]
+        out.print_json(json.dumps(data))
+        return
+    print_ticket(data)
+    if history:
+        print_history([audit_json(e) for e in entries])
+
+
+def print_ticket(data: dict[str, Any]) -> None:
+    links = ", ".join(f"{x['system']}:{x['local_id']}" for x in data["xrefs"]) or "none"
+    table = Table(title=f"{data['ticket_id']}  status: {data['status'] or '-'}  linked: {links}")
+    for column in ("field", "value", "source", "author (rank)", "modified at", "event"):
+        table.add_column(column)
+    for name, fv in data["fields"].items():
+        p = fv["provenance"]
+        table.add_row(name, json.dumps(fv["value"]), p["system"], f"{p['author']} ({p['author_rank']})",
+                      p["modified_at"], p["event_id"])
+    out.print(table)
+
+
+def print_history(entries: list[dict[str, Any]]) -> None:
+    table = Table(title="history (oldest first)")
+    for column in ("#", "field", "outcome", "old → new", "system", "author", "modified at", "why"):
+        table.add_column(column)
+    for e in entries:
+        outcome = e["outcome"] + (f" → {e['target_system']}" if e["target_system"] else "")
+        table.add_row(str(e["id"]), e["field"], outcome, f"{json.dumps(e['old_value'])} → {json.dumps(e['new_value'])}",
+                      e["system"], e["author"], e["source_modified_at"], e["reason"])
+    out.print(table)
+
+
+@dlq_app.command("list")
+def dlq_list(ctx: typer.Context, system: Annotated[str | None, typer.Option(help="only this system")] = None,
+             since: Annotated[str | None, typer.Option(help="ISO date-time: dead-lettered since")] = None,
+             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List dead-lettered deliveries with their last error."""
+    hub = hub_from(ctx)
+    with hub.store.unit_of_work() as uow:
+        rows = uow.deliveries.find("dead", system, _since(since), limit=1000)
+    data = [delivery_json(r) for r in rows]
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    table = Table(title=f"dead letters: {len(data)}")
+    for column in ("id", "ticket", "system", "attempts", "status", "error", "fields", "updated"):
+        table.add_column(column)
+    for d in data:
+        table.add_row(str(d["id"]), d["ticket_id"], d["system"], str(d["attempts"]), str(d["last_status"]),
+                      (d["last_error"] or "")[:80], ", ".join(d["fields"]), d["updated_at"])
+    out.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(ctx: typer.Context, ids: Annotated[list[int] | None, typer.Argument(help="delivery IDs")] = None,
+               system: Annotated[str | None, typer.Option(help="every dead letter of this system")] = None,
+               since: Annotated[str | None, typer.Option(help="ISO date-time: dead-lettered since")] = None,
+               all_: Annotated[bool, typer.Option("--all", help="every dead letter")] = False) -> None:
+    """Replay dead-lettered deliveries (by ID, or all of a system / since a time)."""
+    from hub.bootstrap import start_runtime
+    from hub.usecases.replay import replay_delivery
+
+    hub = hub_from(ctx)
+    if not ids and not (system or since or all_):
+        err.print("[red]name delivery IDs, or --system / --since / --all[/]")
+        raise typer.Exit(2)
+    with hub.store.unit_of_work() as uow:
+        targets = ids or [r["id"] for r in uow.deliveries.find("dead", system, _since(since), limit=100000)]
+    runtime = start_runtime(hub)
+    replayed = 0
+    for delivery_id in targets:
+        try:
+            created = replay_delivery(hub, delivery_id)
+        except LookupError as exc:
+            err.print(f"[yellow]{exc}[/]")
+            continue
+        runtime.publish_deliveries(created)
+        replayed += 1
+    out.print(f"replayed {replayed} dead letter(s)")
+
+
+def _since(text: str | None) -> Any:
+    if text is None:
+        return None
+    from hub.core.canonical import parse_datetime
+
+    try:
+        return parse_datetime(text if ("T" not in text or text[-1] == "Z" or "+" in text) else text + "Z")
+    except Exception as exc:
+        err.print(f"[red]--since: {exc}[/]")
+        raise typer.Exit(2) from exc
+
+
+@app.command("demo")
+def demo(ctx: typer.Context,
+         serve: Annotated[bool, typer.Option(help="serve the API after loading the sample")] = True,
+         host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Create the embedded database, play a sample ticket's life through the hub, show it, serve the API."""
+    from hub.cli.demo import run_demo
+    from hub.store.migrate import upgrade
+
+    hub = hub_from(ctx)
+    upgrade(hub.engine)
+    ticket_id = run_demo(hub, out)
+    with hub.store.unit_of_work() as uow:
+        data = ticket_json(uow.tickets.get(ticket_id))
+        entries = [audit_json(e) for e in uow.tickets.history(ticket_id)]
+        pending = uow.tickets.pending_writes()
+    print_ticket(data)
+    print_history(entries)
+    out.print(f"outbox: {len(pending)} pending write(s) to "
+              f"{', '.join(sorted({p['system'] for p in pending if p['ticket_id'] == ticket_id})) or 'nobody'}")
+    if not serve:
+        return
+    token = hub.settings.api_token() or secrets.token_urlsafe(24)
+    os.environ.setdefault(hub.settings.hub.api_token_env, token)
+    base = f"http://{host}:{port}"
+    out.print(f"\nserving the API on {base} (Ctrl-C stops). Try:\n"
+              f"  curl -H 'Authorization: Bearer {token}' {base}/tickets/{ticket_id}\n"
+              f"  curl -H 'Authorization: Bearer {token}' {base}/tickets/{ticket_id}/history\n"
+              f"  curl -H 'Authorization: Bearer {token}' '{base}/tickets?system=crm&local_id=CASE-1001'\n"
+              f"  open {base}/docs")
+    serve_api(hub, token, host, port)
