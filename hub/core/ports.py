@@ -5,12 +5,16 @@ constructor, so tests hand it `httpx.MockTransport` or a sandbox app. It never r
 layer (Celery) is the one retry layer. Writes report what happened instead of raising; reads raise
 `ConnectorError` (or `RecordNotFound`) with a message a person can act on.
 
-    parse_notice(headers, payload) -> [Notice]     pure, at intake: what a webhook says changed
-    read(local_id) -> SourceRecord                 one record, with author and modified-at
+    parse_notice(headers, payload) -> [Notice]     pure: what a webhook says changed
+    read(local_id, kind) -> [SourceRecord]         the record(s) a notice names, with author and modified-at
     read_all() -> Iterator[SourceRecord]           every record, paged (reconciliation)
-    write(WriteRequest) -> WriteResult             fields to an existing record
+    write(WriteRequest) -> WriteResult             fields to the ticket's record (created if local_id is None)
     create(WriteRequest) -> WriteResult            a new record for a ticket (local_id in the result)
     SCHEMA                                         what the system accepts, declared (no I/O)
+
+The hub itself reaches a type's notice parser and schema through its plug-in declaration
+(`hub.core.plugin.ConnectorType.parse_notice(system, payload)` and `.schema(options)`), so that intake
+needs no connector (no credentials) to check a webhook.
 """
 
 from __future__ import annotations

@@ -60,6 +60,8 @@ class AcmeConnector:
         return self._send("POST", "/tickets", request)
 
     def write(self, request: WriteRequest) -> WriteResult:
+        if request.local_id is None:  # the hub does not know Acme's record for this ticket yet: make one
+            return self.create(request)
         return self._send("PATCH", f"/tickets/{request.local_id}", request)
 
     def _send(self, method: str, path: str, request: WriteRequest) -> WriteResult:
