@@ -71,6 +71,36 @@ class DeliverySettings(StrictModel):
     relay_interval_seconds: float = Field(default=0.2, gt=0)
 
 
+class ReconcileSettings(StrictModel):
+    """The nightly reconciliation (README "Reconciliation")."""
+
+    enabled: bool = True  # beat schedules it under `tickethub up` and `tickethub beat`
+    schedule: str = "0 2 * * *"  # cron: minute hour day-of-month month day-of-week
+    timezone: str | None = None  # an IANA name such as "Asia/Shanghai"; none: the machine's local time
+    full_on: str = "sun"  # the day of the week whose run is full; the other nights are incremental
+    report_dir: Path | None = None  # where each run's report files go; default: data_dir/reports
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("a cron expression has five fields: minute hour day-of-month month day-of-week,"
+                             " e.g. \"0 2 * * *\" for 02:00 every day")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"`{value}` is not a time zone name (e.g. Asia/Shanghai, Europe/Berlin)") from None
+        return value
+
+
 class SystemSettings(BaseModel):
     """One `[systems.<name>]` table: the keys every system has, plus its connector type's own (e.g. a tryton
     system's `database` and `model`), which the type's `options` model validates (`check_system`)."""
@@ -138,6 +168,7 @@ def check_system(where: str, name: str, system: SystemSettings) -> list[Problem]
 class Settings(StrictModel):
     hub: HubSettings = HubSettings()
     delivery: DeliverySettings = DeliverySettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     systems: dict[str, SystemSettings] = {}
     source: str = "(embedded default)"
 
@@ -216,9 +247,10 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
 
 def _fix(error_type: str, loc: tuple[int | str, ...], declared: ConnectorType | None = None) -> str:
     if error_type == "extra_forbidden":
-        if loc and loc[0] not in ("hub", "systems", "delivery"):
-            return "remove it; the file has [hub], [delivery] and [systems.<name>] tables"
-        sections: dict[str, type[BaseModel]] = {"hub": HubSettings, "delivery": DeliverySettings}
+        if loc and loc[0] not in ("hub", "systems", "delivery", "reconcile"):
+            return "remove it; the file has [hub], [delivery], [reconcile] and [systems.<name>] tables"
+        sections: dict[str, type[BaseModel]] = {"hub": HubSettings, "delivery": DeliverySettings,
+                                                 "reconcile": ReconcileSettings}
         allowed = list(sections.get(str(loc[0]), SystemSettings).model_fields)
         if declared is not None and declared.options is not None:
             allowed += list(declared.options.model_fields)  # type: ignore[attr-defined]

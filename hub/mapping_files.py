@@ -42,6 +42,9 @@ class _FieldSection(StrictModel):
     pattern: str | None = None
     minimum: Decimal | None = None
     maximum: Decimal | None = None
+    # what reconciliation does when this system's copy of the field must change: write the winning value
+    # back (repair), only report it, or wait for an operator (review)
+    reconcile: Literal["repair", "report", "review"] = "repair"
 
 
 class _MappingFile(StrictModel):
@@ -214,6 +217,7 @@ def _field(where: str, name: str, section: _FieldSection, problems: list[Problem
         pattern=section.pattern,
         minimum=section.minimum,
         maximum=section.maximum,
+        reconcile=section.reconcile,
     )
 
 

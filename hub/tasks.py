@@ -13,9 +13,11 @@ from hub import metrics
 from hub.bootstrap import current_runtime
 from hub.messaging import publisher
 from hub.messaging.celery_app import celery_app
+from hub.store.reconcile import RunInProgress
 from hub.usecases.deliver import deliver_once
 from hub.usecases.poll import poll_system
 from hub.usecases.process import process_events as process_events_now
+from hub.usecases.reconcile import scheduled_run
 from hub.usecases.sweep import sweep_once
 
 log = structlog.get_logger("tickethub.tasks")
@@ -63,3 +65,15 @@ def poll(system: str) -> None:
     """Read what changed in a system that sends no webhooks (beat runs this per system)."""
     runtime = current_runtime()
     poll_system(runtime.hub, system, runtime.connector(system), runtime.publish_events)  # type: ignore[arg-type]
+
+
+@celery_app.task(name=publisher.RECONCILE, acks_late=True)
+def reconcile() -> None:
+    """The scheduled reconciliation (beat): full on [reconcile] full_on, incremental otherwise."""
+    runtime = current_runtime()
+    try:
+        outcome = scheduled_run(runtime.hub, runtime.connector)
+    except RunInProgress as exc:
+        log.warning("scheduled reconciliation skipped", reason=str(exc))
+        return
+    runtime.publish_deliveries(outcome.deliveries)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterator, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -31,10 +32,12 @@ from hub.core.ports import (
     Notice,
     RecordNotFound,
     SourceRecord,
+    TransientReadError,
     WriteRequest,
     WriteResult,
     parse_retry_after,
 )
+from hub.core.retry import read_page
 
 STATUSES = ("New", "Assigned", "Pending", "Closed", "Rejected", "Duplicate")
 CASE_FIELDS = ("name", "status", "priority", "case_type", "description")
@@ -110,13 +113,17 @@ class BottleCRMConnector:
                     for c in contact.get("cases", [])]
         return [self._case_record(local_id)]
 
-    def read_all(self) -> Iterator[SourceRecord]:
+    def read_all(self, since: datetime | None = None) -> Iterator[SourceRecord]:
+        """Every case, a page at a time. Cases have no changed-since filter: with `since`, every case is
+        read and those last changed before it are left out."""
         offset = 0
         while True:
-            page = self._get("/api/cases/", "case list", params={"limit": self.page_size, "offset": offset,
-                                                               "slim": "true"})
+            page = read_page(partial(self._get, "/api/cases/", "case list",
+                                     params={"limit": self.page_size, "offset": offset, "slim": "true"}))
             for case in page.get("cases", []):
-                yield self._case_record(case["id"])
+                record = read_page(partial(self._case_record, case["id"]))
+                if since is None or record.modified_at >= since:
+                    yield record
             offset += self.page_size
             if offset >= int(page.get("cases_count", 0)):  # the answer's own `offset` is unreliable
                 return
@@ -150,12 +157,15 @@ class BottleCRMConnector:
         try:
             response = self.client.get(self.base_url + path, params=params, auth=self.auth)
         except httpx.HTTPError as exc:
-            raise ConnectorError(
+            raise TransientReadError(
                 f"{self.system}: BottleCRM did not answer for the {what}: {type(exc).__name__}") from exc
         if response.status_code == 404:
             raise RecordNotFound(f"{self.system}: BottleCRM has no {what} at {path}")
         if response.status_code == 403:
             raise ConnectorError(f"{self.system}: BottleCRM refused the token (403); check the PAT and its org")
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientReadError(f"{self.system}: BottleCRM answered {response.status_code} for the {what}",
+                                     parse_retry_after(response.headers.get("retry-after"), time.time()))
         if not response.is_success:
             raise ConnectorError(f"{self.system}: BottleCRM answered {response.status_code} for the {what}")
         try:

@@ -1,9 +1,17 @@
-"""Outbound writes for the generic system type: a Standard-Webhooks-signed JSON POST to the system's URL.
+"""The generic system type: signed writes out, and (optionally) a bulk export read back for reconciliation.
 
-Body: `{"type": "ticket.fields", "delivery_id", "ticket_id", "local_id", "fields": {system field: value}}`.
-The `webhook-id` is stable per delivery attempt sequence (`delivery-<id>`), so a receiver that sees
-the same write twice (after a worker crash) can tell. A 2xx answer may carry `{"local_id": ...}` to
-link the receiver's own record to the ticket.
+Writes: a Standard-Webhooks-signed JSON POST to the system's URL, body `{"type": "ticket.fields",
+"delivery_id", "ticket_id", "local_id", "fields": {system field: value}}`. The `webhook-id` is stable per
+delivery attempt sequence (`delivery-<id>`), so a receiver that sees the same write twice (after a worker
+crash) can tell. A 2xx answer may carry `{"local_id": ...}` to link the receiver's own record to the ticket.
+
+Bulk export (what an in-house service implements to be reconciled; README "Reconciliation"):
+    GET {export_url}?limit=<n>&cursor=<opaque, absent at first>&since=<ISO 8601, absent for everything>
+    Authorization: Bearer <the secret named by credentials_env>
+    200 {"records": [{"id", "modified_at" (ISO 8601 with zone), "author", "fields": {its own names}}],
+         "next_cursor": <opaque string, or null on the last page>}
+Records changed at or after `since`, in a stable order; 401/403 mean the token is refused; 429 and 5xx are
+retried (honouring Retry-After) before the system is reported as not checked.
 """
 
 from __future__ import annotations
@@ -11,31 +19,41 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 import httpx
 
 from connectors.generic.notice import parse_notices
+from hub.core.canonical import format_datetime, parse_datetime
+from hub.core.errors import InvalidValue
 from hub.core.ports import (
+    UNKNOWN_AUTHOR,
+    BulkReadUnavailable,
     ConnectorError,
     FieldSchema,
     Notice,
     SourceRecord,
+    TransientReadError,
     WriteRequest,
     WriteResult,
     parse_retry_after,
 )
+from hub.core.retry import read_page
 from hub.core.signing import sign_standard
 
 
 class GenericConnector:
     SCHEMA: Mapping[str, FieldSchema] = {}  # declared by the system's mapping file (max_length, pattern, ...)
 
-    def __init__(self, system: str, url: str, secret: str, client: httpx.Client):
+    def __init__(self, system: str, url: str, secret: str, client: httpx.Client, export_url: str | None = None,
+                 token: str | None = None, page_size: int = 500):
         self.system = system
         self.url = url
         self.secret = secret
         self.client = client
+        self.export_url, self.token, self.page_size = export_url, token, page_size
 
     def parse_notice(self, headers: Mapping[str, str], payload: Any) -> list[Notice]:
         """A generic notice carries the whole record: nothing to read afterwards."""
@@ -44,8 +62,53 @@ class GenericConnector:
     def read(self, local_id: str, kind: str = "record") -> list[SourceRecord]:
         raise ConnectorError(f"{self.system} is a generic system: it pushes its records and cannot be read")
 
-    def read_all(self) -> Iterator[SourceRecord]:
-        raise ConnectorError(f"{self.system} is a generic system: it pushes its records and cannot be read")
+    def read_all(self, since: datetime | None = None) -> Iterator[SourceRecord]:
+        if not self.export_url:
+            raise BulkReadUnavailable(f"{self.system} is a generic system with no export_url: set export_url (and"
+                                      f" credentials_env) under [systems.{self.system}] to have it reconciled")
+        cursor: str | None = None
+        while True:
+            page = read_page(partial(self._export_page, cursor, since))
+            for row in page["records"]:
+                yield self._exported(row)
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    def _export_page(self, cursor: str | None, since: datetime | None) -> dict[str, Any]:
+        params: dict[str, str | int] = {"limit": self.page_size}
+        if cursor:
+            params["cursor"] = cursor
+        if since is not None:
+            params["since"] = format_datetime(since)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            response = self.client.get(self.export_url or "", params=params, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TransientReadError(f"{self.system}: the export did not answer ({type(exc).__name__})") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientReadError(f"{self.system}: the export answered {response.status_code}",
+                                     parse_retry_after(response.headers.get("retry-after"), time.time()))
+        if response.status_code in (401, 403):
+            raise ConnectorError(f"{self.system}: the export refused the token ({response.status_code}); check the"
+                                 " variable named by credentials_env")
+        if not response.is_success:
+            raise ConnectorError(f"{self.system}: the export answered {response.status_code}")
+        try:
+            page = response.json()
+        except ValueError as exc:
+            raise ConnectorError(f"{self.system}: the export answered something that is not JSON") from exc
+        if not isinstance(page, dict) or not isinstance(page.get("records"), list):
+            raise ConnectorError(f"{self.system}: an export page is an object with `records` and `next_cursor`")
+        return page
+
+    def _exported(self, row: Any) -> SourceRecord:
+        try:
+            return SourceRecord(self.system, str(row["id"]), parse_datetime(row["modified_at"]),
+                                str(row.get("author") or UNKNOWN_AUTHOR), row["fields"])
+        except (KeyError, TypeError, InvalidValue) as exc:
+            raise ConnectorError(f"{self.system}: an exported record needs id, modified_at (ISO 8601) and fields:"
+                                 f" {exc}") from exc
 
     def create(self, request: WriteRequest) -> WriteResult:
         return self.write(request)

@@ -22,6 +22,7 @@ import heapq
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import httpx
@@ -36,9 +37,11 @@ from hub.core.ports import (
     Notice,
     RecordNotFound,
     SourceRecord,
+    TransientReadError,
     WriteRequest,
     WriteResult,
 )
+from hub.core.retry import read_page
 
 PAGE_SIZE = 500
 # Tryton error types that no retry can mend: the record or the value is refused as it is
@@ -88,8 +91,7 @@ class TrytonConnector:
             page_domain = list(domain)
             if after is not None:
                 page_domain.append(["OR", (stamp, ">", after[0]), [(stamp, "=", after[0]), ("id", ">", after[1])]])
-            rows = self.session.call(f"model.{self.model}.search_read", page_domain, 0, self.page_size,
-                                     [[stamp, "ASC"], ["id", "ASC"]], self.spec.read_fields, self.session.context())
+            rows = read_page(partial(self._search, page_domain, stamp))
             linked = self._backlinks([int(row["id"]) for row in rows])
             for row in rows:
                 yield self._record({**row, **linked.get(int(row["id"]), {})})
@@ -97,6 +99,16 @@ class TrytonConnector:
                 return
             last = rows[-1]
             after = (_stamp(last.get(stamp)), int(last["id"]))
+
+    def _search(self, domain: list[Any], stamp: str) -> Any:
+        """One keyset page; a Tryton that did not answer (or answered 5xx/429) is a transient failure."""
+        try:
+            return self.session.call(f"model.{self.model}.search_read", domain, 0, self.page_size,
+                                     [[stamp, "ASC"], ["id", "ASC"]], self.spec.read_fields, self.session.context())
+        except TrytonUnreachable as exc:
+            if exc.status_code is None or exc.status_code >= 500 or exc.status_code == 429:
+                raise TransientReadError(str(exc)) from exc
+            raise
 
     # ---- webhooks (none: polled records arrive as notices carrying the record) ----------------------
 
@@ -114,8 +126,8 @@ class TrytonConnector:
     def read(self, local_id: str, kind: str = "record") -> list[SourceRecord]:
         return [self._record(self._read_row(local_id))]
 
-    def read_all(self) -> Iterator[SourceRecord]:
-        yield from self.poll(None)
+    def read_all(self, since: datetime | None = None) -> Iterator[SourceRecord]:
+        yield from self.poll(since)
 
     def _read_row(self, local_id: str) -> dict[str, Any]:
         record_id = _record_id(local_id)

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from hub.core.canonical import FIELDS, JsonScalar, normalize
 from hub.core.errors import InvalidValue
 from hub.core.mapping import MappingSet
-from hub.core.model import ApplyResult, FieldChange, FieldValue, Outcome, PendingWrite, TicketState
+from hub.core.model import ApplyResult, FieldChange, FieldValue, Outcome, PendingWrite, Provenance, TicketState
 
 
 def apply_changes(state: TicketState, changes: Iterable[FieldChange], mappings: MappingSet) -> ApplyResult:
@@ -134,3 +134,42 @@ def _stale_reason(change: FieldChange, current: FieldValue) -> str:
     if theirs.system_rank != ours.system_rank:
         return f"same modified-at and author rank; system rank {theirs.system_rank} is below {ours.system_rank}"
     return "same modified-at and ranks; the stable order (system, event) puts the current value first"
+
+
+def write_back(state: TicketState, field_name: str, value: JsonScalar, provenance: Provenance,
+               targets: Iterable[str], mappings: MappingSet) -> tuple[TicketState, tuple[Outcome, ...]]:
+    """Owe `targets` a write of `field_name` = `value` (reconciliation repairing a copy, or an operator's
+    decision): a pending write per target, replacing any older one. A target whose mapping does not write the
+    field, or that would refuse the value, gets none; an `invalid_value` outcome with `target` says why."""
+    pending = {system: dict(writes) for system, writes in state.pending.items()}
+    change = FieldChange(field_name, value, provenance)
+    refused = []
+    for target in targets:
+        mapping = mappings.systems[target].fields.get(field_name) if target in mappings.systems else None
+        if mapping is None or not mapping.writes:
+            refused.append(Outcome("invalid_value", change, state.fields.get(field_name),
+                                   f"{target} is not written `{field_name}` (its mapping does not write it)",
+                                   target=target))
+            continue
+        try:
+            system_value = mapping.to_system(value, target)
+        except InvalidValue as exc:
+            refused.append(Outcome("invalid_value", change, state.fields.get(field_name), str(exc), target=target))
+            continue
+        pending.setdefault(target, {})[field_name] = PendingWrite(value, mapping.system_field, system_value, provenance)
+    return TicketState(state.ticket_id, state.fields, pending, state.delivered), tuple(refused)
+
+
+def override(state: TicketState, field_name: str, value: JsonScalar, provenance: Provenance,
+             mappings: MappingSet, reason: str) -> ApplyResult:
+    """An operator sets the field (a reconciliation decision): it becomes the golden value whatever the
+    owners hold, and every system that is written the field is owed it. InvalidValue if the value is not
+    valid for the field."""
+    value = normalize(field_name, value)
+    change = FieldChange(field_name, value, provenance)
+    fields = dict(state.fields)
+    current = fields.get(field_name)
+    fields[field_name] = FieldValue(value, provenance)
+    written, refused = write_back(TicketState(state.ticket_id, fields, state.pending, state.delivered),
+                                  field_name, value, provenance, mappings.subscribers(field_name), mappings)
+    return ApplyResult(written, (Outcome("applied", change, current, reason), *refused))

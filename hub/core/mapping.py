@@ -35,6 +35,7 @@ class FieldMapping:
     pattern: str | None = None
     minimum: Decimal | None = None
     maximum: Decimal | None = None
+    reconcile: Literal["repair", "report", "review"] = "repair"  # when this copy must change (reconciliation)
 
     @property
     def reads(self) -> bool:

@@ -7,7 +7,7 @@ layer (Celery) is the one retry layer. Writes report what happened instead of ra
 
     parse_notice(headers, payload) -> [Notice]     pure: what a webhook says changed
     read(local_id, kind) -> [SourceRecord]         the record(s) a notice names, with author and modified-at
-    read_all() -> Iterator[SourceRecord]           every record, paged (reconciliation)
+    read_all(since) -> Iterator[SourceRecord]      every record (changed since), page by page (reconciliation)
     write(WriteRequest) -> WriteResult             fields to the ticket's record (created if local_id is None)
     create(WriteRequest) -> WriteResult            a new record for a ticket (local_id in the result)
     SCHEMA                                         what the system accepts, declared (no I/O)
@@ -36,6 +36,19 @@ class ConnectorError(TickethubError):
 
 class RecordNotFound(ConnectorError):
     pass
+
+
+class TransientReadError(ConnectorError):
+    """A read that may work if tried again soon: no answer, a timeout, 5xx, 429 (with its Retry-After)."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BulkReadUnavailable(ConnectorError):
+    """The system offers no bulk read as configured (e.g. a generic system without `export_url`): the
+    message says what to configure. Reconciliation reports the system as not checked."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +120,10 @@ class Connector(Writer, Protocol):
 
     def read(self, local_id: str, kind: str = "record") -> list[SourceRecord]: ...
 
-    def read_all(self) -> Iterator[SourceRecord]: ...
+    def read_all(self, since: datetime | None = None) -> Iterator[SourceRecord]:
+        """Every record (changed at or after `since`), streamed page by page, never all in memory. A page
+        that fails transiently is retried (`hub.core.retry.read_page`) before ConnectorError is raised."""
+        ...
 
     def create(self, request: WriteRequest) -> WriteResult: ...
 

@@ -1,13 +1,22 @@
-"""The one retry policy for deliveries: what an answer means, and how long to wait before the next try.
-
-Pure: the caller passes the random source, so tests can pin the jitter.
+"""The retry policies: for deliveries, what an answer means and how long to wait before the next try (the
+caller passes the random source, so tests can pin the jitter; Celery does the waiting); for bulk reads, a
+page that fails transiently is tried again here, a few times with back-off (tenacity), since no task
+layer retries a single page. Deliveries never go through `read_page`, so no retry is stacked on another.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from random import Random
-from typing import Literal
+from typing import Literal, TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from hub.core.ports import TransientReadError
+
+T = TypeVar("T")
 
 Verdict = Literal["delivered", "retry", "dead"]
 RETRYABLE_4XX = frozenset({408, 409, 429})
@@ -45,3 +54,22 @@ class RetryPolicy:
     def gives_up(self, age_seconds: float, wait: float) -> bool:
         """True when the next attempt would fall past the horizon measured from the delivery's creation."""
         return age_seconds + wait > self.horizon_seconds
+
+
+READ_ATTEMPTS = 4
+READ_WAIT_CAP = 30.0  # seconds: a Retry-After longer than this is not waited for within a read
+
+
+def _wait_for(state: RetryCallState) -> float:
+    error = state.outcome.exception() if state.outcome else None
+    asked = getattr(error, "retry_after", None)
+    backoff = min(READ_WAIT_CAP, 0.5 * 2 ** (state.attempt_number - 1))
+    return min(READ_WAIT_CAP, max(backoff, asked or 0.0))
+
+
+def read_page(fetch: Callable[[], T], attempts: int = READ_ATTEMPTS, sleep: Callable[[float], None] = time.sleep) -> T:
+    """`fetch()` one page of a bulk read; a TransientReadError is tried again (back-off 0.5, 1, 2 s, or the
+    answer's Retry-After up to 30 s) up to `attempts` times in all, then raised."""
+    retrying = Retrying(stop=stop_after_attempt(attempts), wait=_wait_for, sleep=sleep, reraise=True,
+                        retry=retry_if_exception_type(TransientReadError))
+    return retrying(fetch)

@@ -20,6 +20,7 @@ from hub.bootstrap import Hub
 from hub.core.errors import InvalidTicketId, TicketNotFound
 from hub.core.ticket_ids import parse_ticket_id
 from hub.http.ops import ops_router
+from hub.http.reconcile import reconcile_router
 from hub.http.views import audit_json, ticket_json
 from hub.http.webhooks import WebhookIntake
 from hub.plugins import load_webhook_secrets
@@ -104,4 +105,5 @@ def create_app(hub: Hub, api_token: str, webhook_secrets: Mapping[str, Sequence[
         return {"status": "ok"}
 
     app.include_router(ops_router(hub, require_token, publish_deliveries, broker_check))
+    app.include_router(reconcile_router(hub, require_token, publish_deliveries))
     return app

@@ -11,9 +11,12 @@ loses is published again by the sweeper, so a broker restart loses nothing accep
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from celery.schedules import crontab
 
 from hub.config import Settings
 from hub.messaging import embedded_broker
@@ -50,6 +53,27 @@ def poll_schedule(settings: Settings) -> dict[str, Any]:
             for name, system in settings.systems.items() if system.polled}
 
 
+def reconcile_schedule(settings: Settings) -> dict[str, Any]:
+    """The nightly reconciliation's beat entry (none when [reconcile] enabled = false)."""
+    if not settings.reconcile.enabled:
+        return {}
+    minute, hour, day_of_month, month, day_of_week = settings.reconcile.schedule.split()
+    return {"reconcile": {"task": "tickethub.reconcile", "schedule": crontab(
+        minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month, day_of_week=day_of_week)}}
+
+
+def schedule_timezone(settings: Settings) -> str:
+    """The zone the reconciliation's cron is read in: the configured one, else the machine's own."""
+    if settings.reconcile.timezone:
+        return settings.reconcile.timezone
+    if os.environ.get("TZ"):
+        return os.environ["TZ"].lstrip(":")
+    local = Path("/etc/localtime")
+    if local.is_symlink() and "zoneinfo/" in str(local.resolve()):
+        return str(local.resolve()).split("zoneinfo/", 1)[1]
+    return "UTC"
+
+
 def configure_celery(settings: Settings) -> Celery:
     events, deliveries = (queue_name(settings, q) for q in QUEUES)
     celery_app.conf.update(
@@ -67,10 +91,14 @@ def configure_celery(settings: Settings) -> Celery:
             "tickethub.sweep": {"queue": events},
             "tickethub.poll": {"queue": events},
             "tickethub.deliver": {"queue": deliveries},
+            # a run takes minutes: on the deliveries workers' many threads, never holding up events
+            "tickethub.reconcile": {"queue": deliveries},
         },
+        timezone=schedule_timezone(settings),
         beat_schedule={
             "sweep": {"task": "tickethub.sweep", "schedule": settings.delivery.sweep_interval_seconds},
             **poll_schedule(settings),
+            **reconcile_schedule(settings),
         },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

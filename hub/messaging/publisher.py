@@ -25,6 +25,7 @@ PROCESS_EVENTS = "tickethub.process_events"
 DELIVER = "tickethub.deliver"
 SWEEP = "tickethub.sweep"
 POLL = "tickethub.poll"
+RECONCILE = "tickethub.reconcile"
 
 
 def publish(app: Celery, task_name: str, arguments: list[tuple[object, ...]], countdown: float | None = None) -> None:

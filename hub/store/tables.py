@@ -8,7 +8,9 @@
 - deliveries / delivery_attempts: writes to one system for one ticket, their state and every attempt;
 - delivered_values: the last value the hub wrote to each system, to recognise its echo;
 - id_sequences: per-day-per-business-code counters for global ticket IDs;
-- poll_watermarks: per polled system, how far its changes have been read.
+- poll_watermarks: per polled system, how far its changes have been read;
+- reconcile_runs / reconcile_items / reconcile_copies: each reconciliation run, its discrepancies (with
+  evidence, action and operator decision) and the snapshot of every system's copy it compared.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -26,6 +29,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -231,4 +235,56 @@ poll_watermarks = Table(
     Column("records", BigInteger().with_variant(Integer(), "sqlite"), nullable=False, default=0),
     Column("failed_at", UTCDateTime, nullable=True),  # the last poll that could not read the system
     Column("last_error", Text, nullable=True),  # why; cleared by the next complete poll
+)
+
+reconcile_runs = Table(
+    "reconcile_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("state", String(16), nullable=False),  # running | done | failed
+    Column("mode", String(16), nullable=False),  # full | incremental
+    Column("dry_run", Boolean, nullable=False),
+    Column("since", UTCDateTime, nullable=True),  # incremental: changes at or after this
+    Column("systems", JsonValue, nullable=False),  # the systems asked for
+    Column("tickets", JsonValue, nullable=False),  # only these tickets, if any
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),  # a running run whose heartbeat stopped was abandoned
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("ticket_count", Integer, nullable=False, default=0),
+    Column("copy_count", Integer, nullable=False, default=0),
+    Column("not_checked", JsonValue, nullable=False),  # [{system, reason}]
+    Column("error", Text, nullable=True),
+    # at most one run at a time: a second start finds this index taken
+    Index("uq_reconcile_runs_running", "state", unique=True, sqlite_where=text("state = 'running'"),
+          postgresql_where=text("state = 'running'")),
+)
+
+reconcile_items = Table(
+    "reconcile_items",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("reconcile_runs.id"), nullable=False, index=True),
+    Column("ticket_id", String(32), nullable=True, index=True),
+    Column("kind", String(16), nullable=False),  # conflict | missed_change | drift | orphan | dangling | missing
+    Column("system", String(64), nullable=True),
+    Column("local_id", String(255), nullable=True),
+    Column("field", String(64), nullable=True),
+    Column("item", JsonValue, nullable=False),  # the report's item: values, winner, rule, reason, action ...
+    Column("proposal", JsonValue, nullable=True),  # what repairing it does (applied now, or on acceptance)
+    Column("awaiting_review", Boolean, nullable=False),
+    Column("decision", JsonValue, nullable=True),  # an operator's accept / override
+)
+
+reconcile_copies = Table(
+    "reconcile_copies",
+    metadata,
+    Column("run_id", Integer, ForeignKey("reconcile_runs.id"), primary_key=True),
+    Column("system", String(64), primary_key=True),
+    Column("local_id", String(255), primary_key=True),
+    Column("ticket_id", String(32), nullable=True),  # None: an orphan
+    Column("modified_at", UTCDateTime, nullable=True),
+    Column("author", String(255), nullable=False),
+    Column("fields", JsonValue, nullable=False),  # canonical field -> value, as the system's mapping reads it
+    Column("fingerprint", LargeBinary(16), nullable=False),
+    Index("ix_reconcile_copies_run_ticket", "run_id", "ticket_id"),
 )

@@ -3,7 +3,7 @@ ticket IDs, and the read views. The repository never updates or deletes an audit
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
@@ -236,6 +236,64 @@ class TicketRepository:
         )
 
     # ---- read side ----------------------------------------------------------------------------
+
+    # ---- reconciliation: the golden records in chunks --------------------------------------------
+
+    def ticket_ids(self, after: str | None, limit: int, changed_since: datetime | None = None,
+                   only: Sequence[str] = ()) -> list[str]:
+        """The next `limit` ticket IDs after `after`, in ID order (changed at or after `changed_since`, and
+        among `only`, if given)."""
+        query = select(tickets.c.ticket_id).order_by(tickets.c.ticket_id).limit(limit)
+        if after is not None:
+            query = query.where(tickets.c.ticket_id > after)
+        if changed_since is not None:
+            query = query.where(tickets.c.updated_at >= changed_since)
+        if only:
+            query = query.where(tickets.c.ticket_id.in_(list(only)))
+        return list(self.conn.execute(query).scalars())
+
+    def golden_fields(self, ticket_ids: Sequence[str]) -> dict[str, dict[str, FieldValue]]:
+        """Each ticket's field values with provenance (one query for the chunk)."""
+        found: dict[str, dict[str, FieldValue]] = {ticket_id: {} for ticket_id in ticket_ids}
+        for row in self.conn.execute(select(field_values).where(field_values.c.ticket_id.in_(list(ticket_ids)))):
+            found[row.ticket_id][row.field] = FieldValue(row.value, _provenance_of(row))
+        return found
+
+    def xrefs_of(self, ticket_ids: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+        """ticket -> system -> its local IDs (one query for the chunk)."""
+        found: dict[str, dict[str, list[str]]] = {ticket_id: {} for ticket_id in ticket_ids}
+        for row in self.conn.execute(select(xrefs).where(xrefs.c.ticket_id.in_(list(ticket_ids)))
+                                     .order_by(xrefs.c.system, xrefs.c.local_id)):
+            found[row.ticket_id].setdefault(row.system, []).append(row.local_id)
+        return found
+
+    def owed_fields(self, ticket_ids: Sequence[str]) -> dict[str, dict[str, set[str]]]:
+        """ticket -> system -> the fields the hub still owes it (outbox rows not yet delivered)."""
+        found: dict[str, dict[str, set[str]]] = {}
+        for row in self.conn.execute(select(outbox.c.ticket_id, outbox.c.system, outbox.c.field)
+                                     .where(outbox.c.ticket_id.in_(list(ticket_ids)))):
+            found.setdefault(row.ticket_id, {}).setdefault(row.system, set()).add(row.field)
+        return found
+
+    def xref_map(self, system: str, local_ids: Sequence[str]) -> dict[str, str]:
+        """local ID -> ticket, for the records of `system` that are linked."""
+        rows = self.conn.execute(select(xrefs.c.local_id, xrefs.c.ticket_id).where(
+            xrefs.c.system == system, xrefs.c.local_id.in_(list(local_ids))))
+        return {row.local_id: row.ticket_id for row in rows}
+
+    def queue_writes(self, ticket_id: str, system: str, writes: Mapping[str, PendingWrite], now: datetime) -> None:
+        """Put writes the hub owes `system` in the outbox (replacing older ones of the same fields), as apply
+        would for a subscriber: used by reconciliation's repairs and operator decisions."""
+        if writes:
+            self.conn.execute(_replace(self.conn, outbox), [{
+                "ticket_id": ticket_id, "system": system, "field": name, "value": pw.value,
+                "system_field": pw.system_field, "system_value": pw.system_value,
+                "provenance": _provenance_to_json(pw.provenance), "queued_at": now} for name, pw in writes.items()])
+
+    def audit(self, ticket_id: str, outcomes: Sequence[Outcome], now: datetime) -> None:
+        """Append entries to the ticket's history."""
+        if outcomes:
+            self.conn.execute(insert(audit_log), [_audit_row(ticket_id, o, now) for o in outcomes])
 
     def get(self, ticket_id: str) -> TicketView:
         row = self.conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).one_or_none()

@@ -16,6 +16,7 @@ from hub.store.deliveries import DeliveryRepository
 from hub.store.engine import SqliteWriteLock
 from hub.store.inbox import InboxRepository
 from hub.store.polls import PollRepository
+from hub.store.reconcile import ReconcileRepository
 from hub.store.tickets import TicketRepository
 
 T = TypeVar("T")
@@ -165,6 +166,10 @@ class UnitOfWork:
     @property
     def polls(self) -> PollRepository:
         return PollRepository(self.conn)
+
+    @property
+    def reconcile(self) -> ReconcileRepository:
+        return ReconcileRepository(self.conn)
 
     def commit(self) -> None:
         # The next statement, if any, begins the next transaction (autobegin). Beginning one here at once

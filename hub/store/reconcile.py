@@ -1,0 +1,168 @@
+"""Reconciliation runs: the run itself (one at a time), the snapshot of every system's copy it compared,
+and its discrepancies with their evidence, action and operator decision."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, case, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from hub.core.errors import TickethubError
+from hub.store.dialect import insert_for
+from hub.store.tables import reconcile_copies, reconcile_items, reconcile_runs, xrefs
+
+ABANDONED_AFTER = timedelta(minutes=10)  # a running run with no heartbeat for this long was abandoned
+
+
+class RunInProgress(TickethubError):
+    """Another reconciliation run is going on: runs never overlap."""
+
+
+class ReconcileRepository:
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    # ---- runs --------------------------------------------------------------------------------------
+
+    def start(self, mode: str, dry_run: bool, since: datetime | None, systems: Sequence[str],
+              tickets: Sequence[str], now: datetime) -> int:
+        """A new run, unless another is running (RunInProgress). One whose heartbeat stopped long ago (its
+        process died) is marked failed first. The caller commits at once: the row is the lock."""
+        self.conn.execute(update(reconcile_runs).where(
+            reconcile_runs.c.state == "running", reconcile_runs.c.heartbeat_at < now - ABANDONED_AFTER,
+        ).values(state="failed", finished_at=now, error="abandoned: its process stopped reporting"))
+        savepoint = self.conn.begin_nested()
+        try:
+            run_id = self.conn.execute(insert(reconcile_runs).values(
+                state="running", mode=mode, dry_run=dry_run, since=since, systems=list(systems),
+                tickets=list(tickets), started_at=now, heartbeat_at=now, ticket_count=0, copy_count=0,
+                not_checked=[]).returning(reconcile_runs.c.id)).scalar_one()
+            savepoint.commit()
+        except IntegrityError:
+            savepoint.rollback()
+            running = self.conn.execute(select(reconcile_runs.c.id, reconcile_runs.c.started_at)
+                                        .where(reconcile_runs.c.state == "running")).first()
+            what = f"run {running.id}, started {running.started_at:%Y-%m-%d %H:%M:%S} UTC" if running else "a run"
+            raise RunInProgress(f"a reconciliation is in progress ({what}); try again when it has finished") from None
+        return int(run_id)
+
+    def heartbeat(self, run_id: int, now: datetime) -> None:
+        self.conn.execute(update(reconcile_runs).where(reconcile_runs.c.id == run_id).values(heartbeat_at=now))
+
+    def finish(self, run_id: int, state: str, now: datetime, tickets: int, copies: int,
+               not_checked: Sequence[Mapping[str, str]], error: str | None = None) -> None:
+        self.conn.execute(update(reconcile_runs).where(reconcile_runs.c.id == run_id).values(
+            state=state, finished_at=now, heartbeat_at=now, ticket_count=tickets, copy_count=copies,
+            not_checked=list(not_checked), error=error))
+        self.conn.execute(delete(reconcile_copies).where(reconcile_copies.c.run_id == run_id))
+
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        row = self.conn.execute(select(reconcile_runs).where(reconcile_runs.c.id == run_id)).first()
+        return None if row is None else dict(row._mapping)
+
+    def runs(self, limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
+        """Newest first, each with its discrepancy and review counts."""
+        counts = (select(reconcile_items.c.run_id, func.count().label("discrepancies"),
+                         func.sum(case((reconcile_items.c.awaiting_review, 1), else_=0)).label("awaiting_review"))
+                  .group_by(reconcile_items.c.run_id).subquery())
+        query = (select(reconcile_runs, func.coalesce(counts.c.discrepancies, 0).label("discrepancies"),
+                        func.coalesce(counts.c.awaiting_review, 0).label("awaiting_review"))
+                 .outerjoin(counts, counts.c.run_id == reconcile_runs.c.id)
+                 .order_by(reconcile_runs.c.id.desc()).limit(limit))
+        if before is not None:
+            query = query.where(reconcile_runs.c.id < before)
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    def last_finished(self) -> dict[str, Any] | None:
+        """The newest run that finished and changed what it found (not a dry run)."""
+        row = self.conn.execute(select(reconcile_runs).where(reconcile_runs.c.state == "done",
+                                                             reconcile_runs.c.dry_run.is_(False))
+                                .order_by(reconcile_runs.c.id.desc()).limit(1)).first()
+        return None if row is None else dict(row._mapping)
+
+    # ---- the snapshot --------------------------------------------------------------------------------
+
+    def add_copies(self, run_id: int, system: str, copies: Sequence[Mapping[str, Any]]) -> None:
+        """Each copy read from `system` (read again after a retry: the newer read replaces it)."""
+        if not copies:
+            return
+        stmt = insert_for(self.conn.dialect.name, reconcile_copies)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["run_id", "system", "local_id"],
+            set_={c: stmt.excluded[c] for c in ("ticket_id", "modified_at", "author", "fields", "fingerprint")})
+        self.conn.execute(stmt, [{"run_id": run_id, "system": system, **copy} for copy in copies])
+
+    def drop_copies(self, run_id: int, system: str) -> None:
+        """Forget what was read of a system that then failed: it is not compared in half."""
+        self.conn.execute(delete(reconcile_copies).where(reconcile_copies.c.run_id == run_id,
+                                                         reconcile_copies.c.system == system))
+
+    def copies_of(self, run_id: int, ticket_ids: Sequence[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """ticket -> system -> its copies in this run's snapshot."""
+        found: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for row in self.conn.execute(select(reconcile_copies).where(
+                reconcile_copies.c.run_id == run_id, reconcile_copies.c.ticket_id.in_(list(ticket_ids)))):
+            found.setdefault(row.ticket_id, {}).setdefault(row.system, []).append(dict(row._mapping))
+        return found
+
+    def snapshot_tickets(self, run_id: int, after: str | None, limit: int) -> list[str]:
+        """Tickets that have a copy in the snapshot, in ID order (an incremental run's tickets that changed in a
+        system but not in the hub)."""
+        query = (select(reconcile_copies.c.ticket_id).distinct().where(
+            reconcile_copies.c.run_id == run_id, reconcile_copies.c.ticket_id.is_not(None))
+            .order_by(reconcile_copies.c.ticket_id).limit(limit))
+        if after is not None:
+            query = query.where(reconcile_copies.c.ticket_id > after)
+        return list(self.conn.execute(query).scalars())
+
+    def orphans(self, run_id: int) -> Iterator[dict[str, Any]]:
+        """Copies linked to no ticket."""
+        query = (select(reconcile_copies).where(reconcile_copies.c.run_id == run_id,
+                                                reconcile_copies.c.ticket_id.is_(None))
+                 .order_by(reconcile_copies.c.system, reconcile_copies.c.local_id))
+        for row in self.conn.execute(query):
+            yield dict(row._mapping)
+
+    def dangling(self, run_id: int, system: str) -> list[dict[str, Any]]:
+        """Cross-references of `system` whose record the full read did not find (deleted in the system)."""
+        seen = select(reconcile_copies.c.local_id).where(reconcile_copies.c.run_id == run_id,
+                                                         reconcile_copies.c.system == system)
+        query = (select(xrefs.c.ticket_id, xrefs.c.local_id)
+                 .where(xrefs.c.system == system, xrefs.c.local_id.not_in(seen))
+                 .order_by(xrefs.c.ticket_id))
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    # ---- discrepancies --------------------------------------------------------------------------------
+
+    def add_items(self, run_id: int, items: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Store discrepancies (report item without its id, proposal); their IDs in order."""
+        ids = []
+        for item in items:
+            ids.append(int(self.conn.execute(insert(reconcile_items).values(
+                run_id=run_id, ticket_id=item["item"].get("ticket_id"), kind=item["item"]["kind"],
+                system=item["item"].get("system"), local_id=item["item"].get("local_id"),
+                field=item["item"].get("field"), item=item["item"], proposal=item.get("proposal"),
+                awaiting_review=bool(item["item"].get("awaiting_review")),  # decision: SQL NULL until decided
+            ).returning(reconcile_items.c.id)).scalar_one()))
+        return ids
+
+    def items(self, run_id: int) -> list[dict[str, Any]]:
+        query = select(reconcile_items).where(reconcile_items.c.run_id == run_id).order_by(reconcile_items.c.id)
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    def item(self, run_id: int, item_id: int, lock: bool = False) -> dict[str, Any] | None:
+        query = select(reconcile_items).where(reconcile_items.c.run_id == run_id, reconcile_items.c.id == item_id)
+        if lock and self.conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
+        return None if row is None else dict(row._mapping)
+
+    def decide(self, item_id: int, item: Mapping[str, Any], decision: Mapping[str, Any]) -> bool:
+        """Record an operator's decision on an item not yet decided; False if it already was."""
+        done = self.conn.execute(update(reconcile_items).where(
+            reconcile_items.c.id == item_id, reconcile_items.c.decision.is_(None),
+        ).values(item=dict(item), decision=dict(decision), awaiting_review=False))
+        return done.rowcount == 1
