@@ -14,7 +14,7 @@ import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_ID = "tickethub.reconcile.run/1"
+SCHEMA_ID: Literal["tickethub.reconcile.run/1"] = "tickethub.reconcile.run/1"
 Kind = Literal["conflict", "missed_change", "drift", "orphan", "dangling", "missing"]
 Action = Literal["repaired", "would_repair", "reported", "awaiting_review", "accepted", "overridden"]
 
