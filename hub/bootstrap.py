@@ -89,6 +89,10 @@ class Runtime:
         publisher.publish(celery_app, publisher.PROCESS_EVENTS,
                           [(ids[i:i + EVENT_BATCH],) for i in range(0, len(ids), EVENT_BATCH)])
 
+    def publish_reconcile_parts(self, run_id: int, task_name: str, parts: Iterable[str]) -> None:
+        """A reconciliation run's parts (`publisher.RECONCILE_READ` systems, `RECONCILE_COMPARE` chunks)."""
+        publisher.publish(celery_app, task_name, [(run_id, part) for part in parts])
+
     def publish_deliveries(self, delivery_ids: Iterable[int], countdown: float | None = None) -> None:
         publisher.publish(celery_app, publisher.DELIVER, [(delivery_id,) for delivery_id in delivery_ids], countdown)
 

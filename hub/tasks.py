@@ -17,7 +17,17 @@ from hub.store.reconcile import RunInProgress
 from hub.usecases.deliver import deliver_once
 from hub.usecases.poll import poll_system
 from hub.usecases.process import process_events as process_events_now
-from hub.usecases.reconcile import scheduled_run
+from hub.usecases.reconcile import (
+    ReconcileRequest,
+    compare_part,
+    finish_run,
+    full_tonight,
+    plan_compare,
+    read_part,
+    report_dir,
+    start_run,
+    write_reports,
+)
 from hub.usecases.sweep import sweep_once
 
 log = structlog.get_logger("tickethub.tasks")
@@ -69,11 +79,35 @@ def poll(system: str) -> None:
 
 @celery_app.task(name=publisher.RECONCILE, acks_late=True)
 def reconcile() -> None:
-    """The scheduled reconciliation (beat): full on [reconcile] full_on, incremental otherwise."""
+    """The scheduled reconciliation (beat): full on [reconcile] full_on, incremental otherwise, its systems read
+    and its tickets compared in parts spread over the workers."""
     runtime = current_runtime()
     try:
-        outcome = scheduled_run(runtime.hub, runtime.connector)
+        run_id, systems = start_run(runtime.hub, ReconcileRequest(full=full_tonight(runtime.hub)))
     except RunInProgress as exc:
         log.warning("scheduled reconciliation skipped", reason=str(exc))
         return
-    runtime.publish_deliveries(outcome.deliveries)
+    runtime.publish_reconcile_parts(run_id, publisher.RECONCILE_READ, systems)
+
+
+@celery_app.task(name=publisher.RECONCILE_READ, acks_late=True, reject_on_worker_lost=True)
+def reconcile_read(run_id: int, system: str) -> None:
+    """Read one system into the run's snapshot; the last reader plans the comparison."""
+    runtime = current_runtime()
+    if read_part(runtime.hub, runtime.connector, run_id, system):
+        parts = plan_compare(runtime.hub, run_id)
+        if parts:
+            runtime.publish_reconcile_parts(run_id, publisher.RECONCILE_COMPARE, parts)
+        else:
+            write_reports(finish_run(runtime.hub, run_id), report_dir(runtime.hub))
+
+
+@celery_app.task(name=publisher.RECONCILE_COMPARE, acks_late=True, reject_on_worker_lost=True)
+def reconcile_compare(run_id: int, part: str) -> None:
+    """Compare one chunk of tickets and act on it (once, however often the message comes); the last one
+    finishes the run and writes its reports."""
+    runtime = current_runtime()
+    deliveries, last = compare_part(runtime.hub, run_id, part)
+    runtime.publish_deliveries(deliveries)
+    if last:
+        write_reports(finish_run(runtime.hub, run_id), report_dir(runtime.hub))

@@ -51,7 +51,10 @@ def reconcile(ctx: typer.Context,
               = False,
               full: Annotated[bool, typer.Option("--full", help="every record, not only what changed since the "
                                                   "last run; finds records deleted in a system")] = False,
-              report_dir: Annotated[Path | None, typer.Option(help="write the report files here")] = None) -> None:
+              report_dir: Annotated[Path | None, typer.Option(help="write the report files here")] = None,
+              on_workers: Annotated[bool, typer.Option("--on-workers", help="spread the run over the Celery workers "
+                                                        "and return at once (follow it with `reconcile runs`)")]
+              = False) -> None:
     """Run a reconciliation now (incremental since the last run unless --full or --since)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -64,6 +67,19 @@ def reconcile(ctx: typer.Context,
     request = ReconcileRequest(full=full, since=_when(since), systems=tuple(system or ()),
                                tickets=tuple(ticket or ()), dry_run=dry_run)
     runtime = start_runtime(hub)
+    if on_workers:
+        from hub.messaging.publisher import RECONCILE_READ
+        from hub.usecases.reconcile import start_run
+
+        try:
+            run_id, systems = start_run(hub, request)
+        except (RunInProgress, InvalidValue) as exc:
+            err.print(f"[red]tickethub reconcile: {exc}[/]")
+            raise typer.Exit(3 if isinstance(exc, RunInProgress) else 2) from exc
+        runtime.publish_reconcile_parts(run_id, RECONCILE_READ, systems)
+        out.print(f"run {run_id} started on the workers ({', '.join(systems)}); its reports go to "
+                  f"{default_dir(hub)}; follow it with `tickethub reconcile runs`")
+        return
     try:
         if sys.stdout.isatty():
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -93,6 +93,8 @@ def configure_celery(settings: Settings) -> Celery:
             "tickethub.deliver": {"queue": deliveries},
             # a run takes minutes: on the deliveries workers' many threads, never holding up events
             "tickethub.reconcile": {"queue": deliveries},
+            "tickethub.reconcile_read": {"queue": deliveries},
+            "tickethub.reconcile_compare": {"queue": deliveries},
         },
         timezone=schedule_timezone(settings),
         beat_schedule={

@@ -26,6 +26,8 @@ DELIVER = "tickethub.deliver"
 SWEEP = "tickethub.sweep"
 POLL = "tickethub.poll"
 RECONCILE = "tickethub.reconcile"
+RECONCILE_READ = "tickethub.reconcile_read"
+RECONCILE_COMPARE = "tickethub.reconcile_compare"
 
 
 def publish(app: Celery, task_name: str, arguments: list[tuple[object, ...]], countdown: float | None = None) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hub.core.errors import TickethubError
 from hub.store.dialect import insert_for
-from hub.store.tables import reconcile_copies, reconcile_items, reconcile_runs, xrefs
+from hub.store.tables import reconcile_copies, reconcile_items, reconcile_parts, reconcile_runs, xrefs
 
 ABANDONED_AFTER = timedelta(minutes=10)  # a running run with no heartbeat for this long was abandoned
 
@@ -37,7 +37,7 @@ class ReconcileRepository:
         savepoint = self.conn.begin_nested()
         try:
             run_id = self.conn.execute(insert(reconcile_runs).values(
-                state="running", mode=mode, dry_run=dry_run, since=since, systems=list(systems),
+                state="running", phase="read", mode=mode, dry_run=dry_run, since=since, systems=list(systems),
                 tickets=list(tickets), started_at=now, heartbeat_at=now, ticket_count=0, copy_count=0,
                 not_checked=[]).returning(reconcile_runs.c.id)).scalar_one()
             savepoint.commit()
@@ -48,6 +48,41 @@ class ReconcileRepository:
             what = f"run {running.id}, started {running.started_at:%Y-%m-%d %H:%M:%S} UTC" if running else "a run"
             raise RunInProgress(f"a reconciliation is in progress ({what}); try again when it has finished") from None
         return int(run_id)
+
+    def advance(self, run_id: int, phase: str, following: str) -> bool:
+        """Move a running run from `phase` to `following`; True for the one caller that did it."""
+        done = self.conn.execute(update(reconcile_runs).where(
+            reconcile_runs.c.id == run_id, reconcile_runs.c.state == "running", reconcile_runs.c.phase == phase,
+        ).values(phase=following))
+        return done.rowcount == 1
+
+    # ---- a run's parts (each done once, by whichever worker takes it) ----------------------------------
+
+    def add_parts(self, run_id: int, parts: Mapping[str, Any]) -> None:
+        if parts:
+            self.conn.execute(insert(reconcile_parts), [{"run_id": run_id, "part": name, "state": "pending",
+                                                         "detail": detail} for name, detail in parts.items()])
+
+    def part(self, run_id: int, name: str) -> dict[str, Any] | None:
+        row = self.conn.execute(select(reconcile_parts).where(reconcile_parts.c.run_id == run_id,
+                                                              reconcile_parts.c.part == name)).first()
+        return None if row is None else dict(row._mapping)
+
+    def finish_part(self, run_id: int, name: str, state: str, detail: Any = None) -> bool:
+        """Mark a pending part done or failed; False if it was no longer pending (done by another)."""
+        values: dict[str, Any] = {"state": state}
+        if detail is not None:
+            values["detail"] = detail
+        done = self.conn.execute(update(reconcile_parts).where(
+            reconcile_parts.c.run_id == run_id, reconcile_parts.c.part == name, reconcile_parts.c.state == "pending",
+        ).values(**values))
+        return done.rowcount == 1
+
+    def parts(self, run_id: int, prefix: str) -> list[dict[str, Any]]:
+        query = (select(reconcile_parts).where(reconcile_parts.c.run_id == run_id,
+                                               reconcile_parts.c.part.startswith(prefix))
+                 .order_by(reconcile_parts.c.part))
+        return [dict(r._mapping) for r in self.conn.execute(query)]
 
     def heartbeat(self, run_id: int, now: datetime) -> None:
         self.conn.execute(update(reconcile_runs).where(reconcile_runs.c.id == run_id).values(heartbeat_at=now))

@@ -242,6 +242,7 @@ reconcile_runs = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("state", String(16), nullable=False),  # running | done | failed
+    Column("phase", String(16), nullable=False),  # read | compare | report (while running)
     Column("mode", String(16), nullable=False),  # full | incremental
     Column("dry_run", Boolean, nullable=False),
     Column("since", UTCDateTime, nullable=True),  # incremental: changes at or after this
@@ -273,6 +274,16 @@ reconcile_items = Table(
     Column("proposal", JsonValue, nullable=True),  # what repairing it does (applied now, or on acceptance)
     Column("awaiting_review", Boolean, nullable=False),
     Column("decision", JsonValue, nullable=True),  # an operator's accept / override
+)
+
+reconcile_parts = Table(
+    "reconcile_parts",
+    metadata,
+    # a run's pieces of work, each done once whichever worker takes it: `read:<system>`, `compare:<n>`
+    Column("run_id", Integer, ForeignKey("reconcile_runs.id"), primary_key=True),
+    Column("part", String(80), primary_key=True),
+    Column("state", String(16), nullable=False),  # pending | done | failed
+    Column("detail", JsonValue, nullable=False),  # compare: its tickets; read failed: why
 )
 
 reconcile_copies = Table(

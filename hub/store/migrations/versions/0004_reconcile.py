@@ -23,6 +23,7 @@ def upgrade() -> None:
     op.create_table('reconcile_runs',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('phase', sa.String(length=16), nullable=False),
     sa.Column('mode', sa.String(length=16), nullable=False),
     sa.Column('dry_run', sa.Boolean(), nullable=False),
     sa.Column('since', hub.store.tables.UTCDateTime(timezone=True), nullable=True),
@@ -40,6 +41,14 @@ def upgrade() -> None:
     with op.batch_alter_table('reconcile_runs', schema=None) as batch_op:
         batch_op.create_index('uq_reconcile_runs_running', ['state'], unique=True, sqlite_where=sa.text("state = 'running'"), postgresql_where=sa.text("state = 'running'"))
 
+    op.create_table('reconcile_parts',
+    sa.Column('run_id', sa.Integer(), nullable=False),
+    sa.Column('part', sa.String(length=80), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('detail', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.ForeignKeyConstraint(['run_id'], ['reconcile_runs.id'], name=op.f('fk_reconcile_parts_run_id_reconcile_runs')),
+    sa.PrimaryKeyConstraint('run_id', 'part', name=op.f('pk_reconcile_parts'))
+    )
     op.create_table('reconcile_copies',
     sa.Column('run_id', sa.Integer(), nullable=False),
     sa.Column('system', sa.String(length=64), nullable=False),
@@ -82,6 +91,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_reconcile_items_run_id'))
 
     op.drop_table('reconcile_items')
+    op.drop_table('reconcile_parts')
     with op.batch_alter_table('reconcile_copies', schema=None) as batch_op:
         batch_op.drop_index('ix_reconcile_copies_run_ticket')
 
