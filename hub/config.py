@@ -79,6 +79,7 @@ class ReconcileSettings(StrictModel):
     timezone: str | None = None  # an IANA name such as "Asia/Shanghai"; none: the machine's local time
     full_on: str = "sun"  # the day of the week whose run is full; the other nights are incremental
     report_dir: Path | None = None  # where each run's report files go; default: data_dir/reports
+    chunk_tickets: int = Field(default=500, ge=1, le=100_000)  # tickets per compare part (a Celery task)
 
     @field_validator("schedule")
     @classmethod

@@ -97,7 +97,7 @@ def worker(ctx: typer.Context,
 
 @app.command("beat")
 def beat(ctx: typer.Context) -> None:
-    """Run the scheduler (the sweeper that re-publishes lost work; later, nightly reconciliation)."""
+    """Run the scheduler: the sweeper that re-publishes lost work, the polls, the nightly reconciliation."""
     from hub.messaging.celery_app import configure_celery
 
     hub = hub_from(ctx)

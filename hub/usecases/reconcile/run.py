@@ -40,7 +40,6 @@ from reconcile.report import RunReport
 log = structlog.get_logger("tickethub.reconcile")
 
 READ_BATCH = 500  # copies stored per transaction while reading a system
-TICKET_CHUNK = 500  # tickets per compare part
 
 
 class Progress(Protocol):
@@ -231,19 +230,19 @@ def plan_compare(hub: Hub, run_id: int) -> list[str]:
         existing = [p["part"] for p in uow.reconcile.parts(run_id, "compare:")]
         if existing:
             return existing
-        chunks = list(_ticket_chunks(uow, run))
+        chunks = list(_ticket_chunks(uow, run, hub.settings.reconcile.chunk_tickets))
         parts = {f"compare:{n:07d}": {"tickets": chunk} for n, chunk in enumerate(chunks)}
         uow.reconcile.add_parts(run_id, parts)
         uow.commit()
     return list(parts)
 
 
-def _ticket_chunks(uow: Any, run: _RunView) -> Iterable[list[str]]:
+def _ticket_chunks(uow: Any, run: _RunView, size: int) -> Iterable[list[str]]:
     """Full: every ticket (or those asked for), in ID order. Incremental: tickets the hub changed since and
     tickets a system changed since (those in the snapshot)."""
     if run.since is None:
         after = None
-        while chunk := uow.tickets.ticket_ids(after, TICKET_CHUNK, only=run.tickets):
+        while chunk := uow.tickets.ticket_ids(after, size, only=run.tickets):
             yield chunk
             after = chunk[-1]
         return
@@ -255,8 +254,8 @@ def _ticket_chunks(uow: Any, run: _RunView) -> Iterable[list[str]]:
             wanted.update(batch)
             after = batch[-1]
     ordered = sorted(wanted)
-    for start in range(0, len(ordered), TICKET_CHUNK):
-        yield ordered[start:start + TICKET_CHUNK]
+    for start in range(0, len(ordered), size):
+        yield ordered[start:start + size]
 
 
 def compare_part(hub: Hub, run_id: int, name: str, progress: Progress = NO_PROGRESS) -> tuple[list[int], bool]:
