@@ -135,6 +135,15 @@ class ReconcileRepository:
         self.conn.execute(delete(reconcile_copies).where(reconcile_copies.c.run_id == run_id,
                                                          reconcile_copies.c.system == system))
 
+    def prints_of(self, run_id: int, ticket_ids: Sequence[str]) -> dict[str, dict[str, list[bytes]]]:
+        """ticket -> system -> its copies' fingerprints (the fields stay in the database)."""
+        found: dict[str, dict[str, list[bytes]]] = {}
+        for row in self.conn.execute(select(reconcile_copies.c.ticket_id, reconcile_copies.c.system,
+                                            reconcile_copies.c.fingerprint).where(
+                reconcile_copies.c.run_id == run_id, reconcile_copies.c.ticket_id.in_(list(ticket_ids)))):
+            found.setdefault(row.ticket_id, {}).setdefault(row.system, []).append(bytes(row.fingerprint))
+        return found
+
     def copies_of(self, run_id: int, ticket_ids: Sequence[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
         """ticket -> system -> its copies in this run's snapshot."""
         found: dict[str, dict[str, list[dict[str, Any]]]] = {}

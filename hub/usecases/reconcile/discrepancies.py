@@ -13,6 +13,7 @@ from hub.core.mapping import MappingSet, SystemMapping, lookup_path
 from hub.core.model import FieldValue
 from hub.core.ports import SourceRecord
 from reconcile.compare import differing_fields
+from reconcile.fingerprint import fingerprint
 from reconcile.report import Value
 from reconcile.resolve import GOLDEN, Candidate, Decision, resolve, same
 
@@ -44,6 +45,27 @@ class TicketCheck:
         return Copy(row["system"], row["local_id"], row["author"], row["modified_at"], row["fields"],
                      bytes(row["fingerprint"]))
 
+    def expected_print(self, system: str, golden: Mapping[str, FieldValue]) -> bytes:
+        """The fingerprint a copy in `system` has when it agrees with the golden record."""
+        return fingerprint({name: golden[name].value for name in self.mappings.systems[system].fields
+                            if name in golden})
+
+    def needs_look(self, golden: Mapping[str, FieldValue], links: Mapping[str, list[str]],
+                   prints: Mapping[str, list[bytes]]) -> bool:
+        """Whether the ticket needs a closer look: a copy whose fingerprint is not the golden record's, or a
+        checked system with neither a copy nor a link (it may be missing the ticket). Most tickets need none,
+        and their copies' fields are never loaded."""
+        for system in self.checked:
+            mine = prints.get(system)
+            if not mine:
+                if not links.get(system):
+                    return True
+                continue
+            expected = self.expected_print(system, golden)
+            if any(p != expected for p in mine):
+                return True
+        return False
+
     def ticket(self, ticket_id: str, golden: Mapping[str, FieldValue], links: Mapping[str, list[str]],
                 owed: Mapping[str, set[str]], copies: Mapping[str, list[Copy]]
                 ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
@@ -57,10 +79,11 @@ class TicketCheck:
                 if not links.get(system):
                     found.extend(self._missing(ticket_id, system, mapping, golden, owed.get(system, set())))
                 continue
+            expected_print = self.expected_print(system, golden)
             for copy in mine:
                 expected = {name: golden[name].value if name in golden else None for name in mapping.fields}
                 actual = {name: copy.fields.get(name) for name in mapping.fields}
-                for name in differing_fields(expected, actual, None, copy.fingerprint):
+                for name in differing_fields(expected, actual, expected_print, copy.fingerprint):
                     if name in owed.get(system, set()):
                         continue  # the hub is about to write it there
                     if name not in decisions:

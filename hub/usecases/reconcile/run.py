@@ -270,13 +270,14 @@ def compare_part(hub: Hub, run_id: int, name: str, progress: Progress = NO_PROGR
         with hub.store.unit_of_work() as uow:
             golden = uow.tickets.golden_fields(chunk)
             links = uow.tickets.xrefs_of(chunk)
-            owed = uow.tickets.owed_fields(chunk)
-            copies = uow.reconcile.copies_of(run_id, chunk)
+            prints = uow.reconcile.prints_of(run_id, chunk)
+            look = [t for t in chunk if check.needs_look(golden.get(t, {}), links.get(t, {}), prints.get(t, {}))]
+            owed = uow.tickets.owed_fields(look) if look else {}
+            copies = uow.reconcile.copies_of(run_id, look) if look else {}
+        compared = sum(len(p) for per_ticket in prints.values() for p in per_ticket.values())
         found: Found = []
-        compared = 0
-        for ticket_id in chunk:
+        for ticket_id in look:
             ticket_copies = {s: [check.copy(row) for row in rows] for s, rows in copies.get(ticket_id, {}).items()}
-            compared += sum(len(c) for c in ticket_copies.values())
             found.extend(check.ticket(ticket_id, golden.get(ticket_id, {}), links.get(ticket_id, {}),
                                       owed.get(ticket_id, {}), ticket_copies))
         with hub.store.unit_of_work() as uow:  # repairs, items and the part's completion: all or nothing
