@@ -177,7 +177,7 @@ def floor(port: int, page: int) -> tuple[float, float, int]:
 
 # ---- the hub's run (a fresh process, so that its CPU and RSS are its own) ------------------------------
 
-def hub_run(config: str) -> None:
+def hub_run(config: str, profile: bool = False) -> None:
     from hub.bootstrap import bootstrap, start_runtime
     from hub.config import load_settings
     from hub.usecases.reconcile import ReconcileRequest, run_reconcile
@@ -200,8 +200,20 @@ def hub_run(config: str) -> None:
     hub = bootstrap(load_settings(Path(config)))
     runtime = start_runtime(hub)
     started = time.perf_counter()
+    if profile:
+        import cProfile
+        import io
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     outcome = run_reconcile(hub, runtime.connector, ReconcileRequest(full=True, dry_run=True), Phases())
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    if profile:
+        profiler.disable()
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+        print("PROFILE\n" + text.getvalue())
     print(json.dumps({"wall": time.perf_counter() - started, "cpu": usage.ru_utime + usage.ru_stime,
                       "rss_mib": usage.ru_maxrss / 1024, "copies": outcome.report.summary.copies_compared,
                       "discrepancies": outcome.report.summary.discrepancies, "phases": phases,
@@ -246,6 +258,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=20_000)
     parser.add_argument("--drift", type=float, default=0.01)
     parser.add_argument("--page", type=int, default=1000)
+    parser.add_argument("--profile", action="store_true", help="run the hub under cProfile; print the top 25")
     args = parser.parse_args()
 
     from hub.config import load_settings
@@ -284,7 +297,8 @@ def main() -> None:
         config.write_text("\n".join(lines))
         env = {**os.environ, "BENCH_SECRET": SECRET, "BENCH_TOKEN": TOKEN, "TICKETHUB_API_TOKEN": "x",
                "TICKETHUB_BROKER_URL": "memory://"}
-        run = subprocess.run([sys.executable, __file__, "_hub", str(config)], capture_output=True, text=True, env=env)
+        run = subprocess.run([sys.executable, __file__, "_hub", str(config), "profile" if args.profile else ""],
+                             capture_output=True, text=True, env=env)
         if run.returncode != 0:
             print(run.stderr[-3000:])
             raise SystemExit("the hub's run failed")
@@ -296,6 +310,8 @@ def main() -> None:
               f" (target <= 512), discrepancies {result['discrepancies']:,}, not checked {result['not_checked']}")
         for phase, seconds in sorted(result["phases"].items(), key=lambda kv: -kv[1]):
             print(f"    {phase:<14} {seconds:7.1f} s CPU")
+        if args.profile:
+            print(run.stdout.rsplit("PROFILE\n", 1)[-1].rsplit("\n{", 1)[0][:6000])
     finally:
         server.terminate()
         server.wait()
@@ -309,6 +325,6 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_serve":
         serve(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
     elif len(sys.argv) > 1 and sys.argv[1] == "_hub":
-        hub_run(sys.argv[2])
+        hub_run(sys.argv[2], len(sys.argv) > 3 and sys.argv[3] == "profile")
     else:
         main()

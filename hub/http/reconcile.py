@@ -46,13 +46,16 @@ def reconcile_router(hub: Hub, require_token: Callable[..., None],
             "awaiting_review": int(r["awaiting_review"]), "not_checked": r["not_checked"],
             "links": {f: f"/reconcile/runs/{r['id']}.{f}" for f in MEDIA}} for r in rows]}
 
-    for fmt, render in (("json", to_json), ("csv", to_csv), ("html", to_html)):
-        def serve(run_id: int, _render: Callable[[RunReport], bytes] = render, _fmt: str = fmt) -> Response:
-            headers = {"Content-Disposition": f'inline; filename="reconcile-{run_id}.{_fmt}"'}
-            return Response(_render(report_of(run_id)), media_type=MEDIA[_fmt], headers=headers)
+    def rendered(fmt: str, render: Callable[[RunReport], bytes]) -> Callable[[int], Response]:
+        def serve(run_id: int) -> Response:
+            headers = {"Content-Disposition": f'inline; filename="reconcile-{run_id}.{fmt}"'}
+            return Response(render(report_of(run_id)), media_type=MEDIA[fmt], headers=headers)
 
-        router.add_api_route(f"/runs/{{run_id}}.{fmt}", serve, methods=["GET"], response_class=Response,
-                             summary=f"A run's report as {fmt.upper()}")
+        return serve
+
+    for fmt, render in (("json", to_json), ("csv", to_csv), ("html", to_html)):
+        router.add_api_route(f"/runs/{{run_id}}.{fmt}", rendered(fmt, render), methods=["GET"],
+                             response_class=Response, summary=f"A run's report as {fmt.upper()}")
 
     @router.get("/runs/{run_id}", summary="A run: its summary, systems not checked, and where its reports are")
     def get_run(run_id: int) -> dict[str, Any]:
