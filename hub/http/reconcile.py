@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -13,13 +13,14 @@ from hub.usecases.context import Hub
 from hub.usecases.reconcile import DecisionRefused, decide, load_report
 from reconcile.report import RunReport, to_csv, to_html, to_json
 
+RunId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the run's number")]
 MEDIA = {"json": "application/json", "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8"}
 
 
 class DecisionIn(BaseModel):
     """An operator's decision on one item of the run."""
 
-    item_id: int
+    item_id: int = Field(ge=1, le=2**63 - 1)
     decision: Literal["accept", "override"] = Field(description="accept the run's proposal, or override it")
     value: Any = Field(default=None, description="with override: the value the field takes")
     operator: str = Field(min_length=1, max_length=255, description="who decides (kept in the history)")
@@ -46,8 +47,8 @@ def reconcile_router(hub: Hub, require_token: Callable[..., None],
             "awaiting_review": int(r["awaiting_review"]), "not_checked": r["not_checked"],
             "links": {f: f"/reconcile/runs/{r['id']}.{f}" for f in MEDIA}} for r in rows]}
 
-    def rendered(fmt: str, render: Callable[[RunReport], bytes]) -> Callable[[int], Response]:
-        def serve(run_id: int) -> Response:
+    def rendered(fmt: str, render: Callable[[RunReport], bytes]) -> Callable[..., Response]:
+        def serve(run_id: RunId) -> Response:
             headers = {"Content-Disposition": f'inline; filename="reconcile-{run_id}.{fmt}"'}
             return Response(render(report_of(run_id)), media_type=MEDIA[fmt], headers=headers)
 
@@ -58,7 +59,7 @@ def reconcile_router(hub: Hub, require_token: Callable[..., None],
                              response_class=Response, summary=f"A run's report as {fmt.upper()}")
 
     @router.get("/runs/{run_id}", summary="A run: its summary, systems not checked, and where its reports are")
-    def get_run(run_id: int) -> dict[str, Any]:
+    def get_run(run_id: RunId) -> dict[str, Any]:
         report = report_of(run_id)
         return {"run": report.run.model_dump(mode="json"), "summary": report.summary.model_dump(mode="json"),
                 "not_checked": [nc.model_dump() for nc in report.not_checked],
@@ -66,7 +67,7 @@ def reconcile_router(hub: Hub, require_token: Callable[..., None],
                 "links": {f: f"/reconcile/runs/{run_id}.{f}" for f in MEDIA}}
 
     @router.post("/runs/{run_id}/decisions", summary="Decide an item: accept the proposal, or override it")
-    def post_decision(run_id: int, body: DecisionIn) -> dict[str, Any]:
+    def post_decision(run_id: RunId, body: DecisionIn) -> dict[str, Any]:
         try:
             deliveries = decide(hub, run_id, body.item_id, body.operator, body.decision == "accept", body.value)
         except DecisionRefused as exc:
