@@ -71,7 +71,7 @@ class TrytonConnector:
 
     # ---- polling ----------------------------------------------------------------------------------
 
-    def poll(self, since: datetime | None) -> Iterator[SourceRecord]:
+    def poll(self, since: datetime | None, retry_pages: bool = False) -> Iterator[SourceRecord]:
         """Every record changed at or after `since` (all of them when None), oldest change first, by
         (modified-at, id), read a page at a time. Records never edited (null write_date) count by their
         create_date."""
@@ -81,9 +81,10 @@ class TrytonConnector:
         else:
             edited = [("write_date", ">=", since)]
             fresh = [("write_date", "=", None), ("create_date", ">=", since)]
-        yield from _merge(self._keyset(edited, "write_date"), self._keyset(fresh, "create_date"))
+        yield from _merge(self._keyset(edited, "write_date", retry_pages),
+                          self._keyset(fresh, "create_date", retry_pages))
 
-    def _keyset(self, domain: list[Any], stamp: str) -> Iterator[SourceRecord]:
+    def _keyset(self, domain: list[Any], stamp: str, retry_pages: bool) -> Iterator[SourceRecord]:
         """Pages ordered by (stamp, id), each starting after the last (stamp, id) seen: a record moved
         by an edit during the scan cannot shift a page boundary and be skipped."""
         after: tuple[datetime, int] | None = None
@@ -91,7 +92,8 @@ class TrytonConnector:
             page_domain = list(domain)
             if after is not None:
                 page_domain.append(["OR", (stamp, ">", after[0]), [(stamp, "=", after[0]), ("id", ">", after[1])]])
-            rows = read_page(partial(self._search, page_domain, stamp))
+            fetch = partial(self._search, page_domain, stamp)
+            rows = read_page(fetch) if retry_pages else fetch()
             linked = self._backlinks([int(row["id"]) for row in rows])
             for row in rows:
                 yield self._record({**row, **linked.get(int(row["id"]), {})})
@@ -127,7 +129,9 @@ class TrytonConnector:
         return [self._record(self._read_row(local_id))]
 
     def read_all(self, since: datetime | None = None) -> Iterator[SourceRecord]:
-        yield from self.poll(since)
+        """Reconciliation's bulk read: the poll's scan, with each page retried here (a poll is not: beat polls
+        again at the next interval, and retrying inside it would stack a second retry layer)."""
+        yield from self.poll(since, retry_pages=True)
 
     def _read_row(self, local_id: str) -> dict[str, Any]:
         record_id = _record_id(local_id)
