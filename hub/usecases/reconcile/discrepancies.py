@@ -68,9 +68,9 @@ class TicketCheck:
 
     def ticket(self, ticket_id: str, golden: Mapping[str, FieldValue], links: Mapping[str, list[str]],
                 owed: Mapping[str, set[str]], copies: Mapping[str, list[Copy]]
-                ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+                ) -> Found:
         """The discrepancies of one ticket, each as (report item, proposal)."""
-        found: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        found: Found = []
         decisions: dict[str, Decision] = {}
         for system in self.checked:
             mapping = self.mappings.systems[system]
@@ -111,21 +111,22 @@ class TicketCheck:
         return found
 
     def _field(self, ticket_id: str, system: str, copy: Copy, name: str, decision: Decision,
-               golden: FieldValue | None) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+               golden: FieldValue | None) -> Found:
         values = [_value(c, self.mappings.owners(name)) for c in decision.candidates]
         if not any(v.source == system for v in values):
             values.append(_value(Candidate(system, system, copy.fields.get(name), copy.author,
                                            self.mappings.systems[system].author_rank(copy.author),
                                            self.mappings.systems[system].rank, copy.modified_at, False),
                                  self.mappings.owners(name)))
-        base: dict[str, Any] = {"ticket_id": ticket_id, "system": system, "local_id": copy.local_id, "field": name,
-                "values": [v.model_dump(mode="json") for v in values], "responsible": copy.author}
+        base: dict[str, Any] = {"ticket_id": ticket_id, "system": system, "local_id": copy.local_id,
+                                "field": name, "values": [v.model_dump(mode="json") for v in values],
+                                "responsible": copy.author}
         if decision.winner is None:
             return [({**base, "kind": "conflict", "rule": "flagged", "reason": decision.reason,
                       "action": "awaiting_review", "awaiting_review": True}, None)]
         winner = decision.winner
         base.update(winner=_value(winner, self.mappings.owners(name)).model_dump(mode="json"), rule=decision.rule)
-        found: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        found: Found = []
         golden_value = golden.value if golden is not None else None
         if winner.source != GOLDEN and not same(winner.value, golden_value):
             # an owner changed it and the hub never heard: apply it, as its webhook would have
@@ -155,7 +156,7 @@ class TicketCheck:
         return found
 
     def _missing(self, ticket_id: str, system: str, mapping: SystemMapping, golden: Mapping[str, FieldValue],
-                 owed: set[str]) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+                 owed: set[str]) -> Found:
         """A system that is written fields of the ticket has no record of it (and no write to it is owed)."""
         wanted = {name: golden[name].value for name, fm in mapping.fields.items()
                   if fm.writes and name in golden and golden[name].value is not None}
@@ -167,7 +168,6 @@ class TicketCheck:
                 "values": [], "reason": f"{system} is written {', '.join(sorted(wanted))} of this ticket and has no "
                 f"record of it (no cross-reference, no write owed)", **_policy_action(policy, self.dry_run)}
         return [(item, {"write": {"system": system, "fields": wanted}})]
-
 
 
 def canonical_copy(mapping: SystemMapping, record: SourceRecord) -> dict[str, Any]:
@@ -203,8 +203,8 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def _unique(found: list[tuple[dict[str, Any], dict[str, Any] | None]]
-            ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+def _unique(found: Found
+            ) -> Found:
     """One missed-change item per (ticket, field), however many copies differed."""
     seen, out = set(), []
     for item, proposal in found:
