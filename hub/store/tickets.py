@@ -259,6 +259,15 @@ class TicketRepository:
             found[row.ticket_id][row.field] = FieldValue(row.value, _provenance_of(row))
         return found
 
+    def golden_values(self, ticket_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Each ticket's field values alone (no provenance: a cheaper read, for comparing fingerprints)."""
+        found: dict[str, dict[str, Any]] = {ticket_id: {} for ticket_id in ticket_ids}
+        query = select(field_values.c.ticket_id, field_values.c.field, field_values.c.value).where(
+            field_values.c.ticket_id.in_(list(ticket_ids)))
+        for row in self.conn.execute(query):
+            found[row.ticket_id][row.field] = row.value
+        return found
+
     def xrefs_of(self, ticket_ids: Sequence[str]) -> dict[str, dict[str, list[str]]]:
         """ticket -> system -> its local IDs (one query for the chunk)."""
         found: dict[str, dict[str, list[str]]] = {ticket_id: {} for ticket_id in ticket_ids}

@@ -45,12 +45,11 @@ class TicketCheck:
         return Copy(row["system"], row["local_id"], row["author"], row["modified_at"], row["fields"],
                      bytes(row["fingerprint"]))
 
-    def expected_print(self, system: str, golden: Mapping[str, FieldValue]) -> bytes:
-        """The fingerprint a copy in `system` has when it agrees with the golden record."""
-        return fingerprint({name: golden[name].value for name in self.mappings.systems[system].fields
-                            if name in golden})
+    def expected_print(self, system: str, values: Mapping[str, Any]) -> bytes:
+        """The fingerprint a copy in `system` has when it agrees with the golden values."""
+        return fingerprint({name: values[name] for name in self.mappings.systems[system].fields if name in values})
 
-    def needs_look(self, golden: Mapping[str, FieldValue], links: Mapping[str, list[str]],
+    def needs_look(self, golden: Mapping[str, Any], links: Mapping[str, list[str]],
                    prints: Mapping[str, list[bytes]]) -> bool:
         """Whether the ticket needs a closer look: a copy whose fingerprint is not the golden record's, or a
         checked system with neither a copy nor a link (it may be missing the ticket). Most tickets need none,
@@ -79,7 +78,7 @@ class TicketCheck:
                 if not links.get(system):
                     found.extend(self._missing(ticket_id, system, mapping, golden, owed.get(system, set())))
                 continue
-            expected_print = self.expected_print(system, golden)
+            expected_print = self.expected_print(system, {name: fv.value for name, fv in golden.items()})
             for copy in mine:
                 expected = {name: golden[name].value if name in golden else None for name in mapping.fields}
                 actual = {name: copy.fields.get(name) for name in mapping.fields}

@@ -268,10 +268,11 @@ def compare_part(hub: Hub, run_id: int, name: str, progress: Progress = NO_PROGR
         chunk: list[str] = part["detail"]["tickets"]
         check = run.check(hub)
         with hub.store.unit_of_work() as uow:
-            golden = uow.tickets.golden_fields(chunk)
+            values = uow.tickets.golden_values(chunk)
             links = uow.tickets.xrefs_of(chunk)
             prints = uow.reconcile.prints_of(run_id, chunk)
-            look = [t for t in chunk if check.needs_look(golden.get(t, {}), links.get(t, {}), prints.get(t, {}))]
+            look = [t for t in chunk if check.needs_look(values.get(t, {}), links.get(t, {}), prints.get(t, {}))]
+            golden = uow.tickets.golden_fields(look) if look else {}
             owed = uow.tickets.owed_fields(look) if look else {}
             copies = uow.reconcile.copies_of(run_id, look) if look else {}
         compared = sum(len(p) for per_ticket in prints.values() for p in per_ticket.values())
