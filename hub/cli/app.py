@@ -3,6 +3,7 @@ command uses to read the configuration and bootstrap (failing with the problems 
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -61,3 +62,16 @@ def fail(what: str, problems: Any) -> None:
     for problem in problems:
         err.print(f"  - {problem}", markup=False, highlight=False)
     raise typer.Exit(2)
+
+
+def since_option(text: str | None) -> datetime | None:
+    """A `--since` value as an aware time (a time without a zone is UTC); exit 2 saying what is wrong."""
+    if text is None:
+        return None
+    from hub.core.canonical import parse_datetime
+
+    try:
+        return parse_datetime(text if ("T" not in text or text[-1] == "Z" or "+" in text) else text + "Z")
+    except Exception as exc:
+        err.print(f"[red]--since: {exc}[/]")
+        raise typer.Exit(2) from exc

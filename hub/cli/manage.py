@@ -10,7 +10,19 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from hub.cli.app import app, db_app, dlq_app, err, fail, hub_from, mappings_app, out, settings_from, ticket_app
+from hub.cli.app import (
+    app,
+    db_app,
+    dlq_app,
+    err,
+    fail,
+    hub_from,
+    mappings_app,
+    out,
+    settings_from,
+    since_option,
+    ticket_app,
+)
 from hub.cli.serve import serve_api
 from hub.core.errors import InvalidTicketId, TicketNotFound
 from hub.core.ticket_ids import parse_ticket_id
@@ -114,7 +126,7 @@ def dlq_list(ctx: typer.Context, system: Annotated[str | None, typer.Option(help
     """List dead-lettered deliveries with their last error."""
     hub = hub_from(ctx)
     with hub.store.unit_of_work() as uow:
-        rows = uow.deliveries.find("dead", system, _since(since), limit=1000)
+        rows = uow.deliveries.find("dead", system, since_option(since), limit=1000)
     data = [delivery_json(r) for r in rows]
     if as_json:
         out.print_json(json.dumps(data))
@@ -142,7 +154,7 @@ def dlq_replay(ctx: typer.Context, ids: Annotated[list[int] | None, typer.Argume
         err.print("[red]name delivery IDs, or --system / --since / --all[/]")
         raise typer.Exit(2)
     with hub.store.unit_of_work() as uow:
-        targets = ids or [r["id"] for r in uow.deliveries.find("dead", system, _since(since), limit=100000)]
+        targets = ids or [r["id"] for r in uow.deliveries.find("dead", system, since_option(since), limit=100000)]
     runtime = start_runtime(hub)
     replayed = 0
     for delivery_id in targets:
@@ -154,18 +166,6 @@ def dlq_replay(ctx: typer.Context, ids: Annotated[list[int] | None, typer.Argume
         runtime.publish_deliveries(created)
         replayed += 1
     out.print(f"replayed {replayed} dead letter(s)")
-
-
-def _since(text: str | None) -> Any:
-    if text is None:
-        return None
-    from hub.core.canonical import parse_datetime
-
-    try:
-        return parse_datetime(text if ("T" not in text or text[-1] == "Z" or "+" in text) else text + "Z")
-    except Exception as exc:
-        err.print(f"[red]--since: {exc}[/]")
-        raise typer.Exit(2) from exc
 
 
 @app.command("demo")

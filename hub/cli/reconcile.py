@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hub.cli.app import app, err, hub_from, out
+from hub.cli.app import app, err, hub_from, out, since_option
 from hub.core.errors import InvalidValue
 
 reconcile_app = typer.Typer(help="Reconciliation: compare every system's copy with the golden record, repair, "
@@ -64,7 +63,7 @@ def reconcile(ctx: typer.Context,
     from hub.usecases.reconcile import report_dir as default_dir
 
     hub = hub_from(ctx)
-    request = ReconcileRequest(full=full, since=_when(since), systems=tuple(system or ()),
+    request = ReconcileRequest(full=full, since=since_option(since), systems=tuple(system or ()),
                                tickets=tuple(ticket or ()), dry_run=dry_run)
     runtime = start_runtime(hub)
     if on_workers:
@@ -194,15 +193,3 @@ def _parse_value(text: str | None) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-
-
-def _when(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    from hub.core.canonical import parse_datetime
-
-    try:
-        return parse_datetime(text if ("T" not in text or text[-1] == "Z" or "+" in text) else text + "Z")
-    except InvalidValue as exc:
-        err.print(f"[red]--since: {exc}[/]")
-        raise typer.Exit(2) from exc
