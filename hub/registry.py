@@ -1,7 +1,7 @@
 """The connector types installed: every `tickethub.connectors` entry point, loaded once per process.
 
 In-tree types (generic, bottlecrm, tryton) register themselves in pyproject.toml exactly as a third party's
-package would; the hub imports none of them by name. `register` adds a type by hand (tests, embedding).
+package would; the hub imports none of them by name.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from hub.core.errors import TickethubError
 from hub.core.plugin import ENTRY_POINT_GROUP, ConnectorType
 
 _types: dict[str, ConnectorType] | None = None
-_extra: dict[str, ConnectorType] = {}
 _lock = threading.Lock()
 
 
@@ -34,7 +33,7 @@ def connector_types() -> dict[str, ConnectorType]:
                                          f" must name a ConnectorType called `{entry.name}`")
                 found[entry.name] = declared
             _types = found
-        return {**_types, **_extra}
+        return dict(_types)
 
 
 def connector_type(name: str) -> ConnectorType:
@@ -50,14 +49,3 @@ def refresh() -> None:
     global _types
     with _lock:
         _types = None
-
-
-def register(declared: ConnectorType) -> None:
-    """Add a connector type that is not installed as a package (a test's, or an embedding application's)."""
-    with _lock:
-        _extra[declared.name] = declared
-
-
-def unregister(name: str) -> None:
-    with _lock:
-        _extra.pop(name, None)
