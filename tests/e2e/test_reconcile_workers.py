@@ -32,6 +32,7 @@ from hub.usecases.process import process_event
 from tests.conftest import services_missing
 from tests.e2e.conftest import RABBIT_URL, _answers
 from tests.e2e.harness import free_port, wait_until
+from tests.integration.test_reconcile import _mappings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 SECRET = "whsec_cmVjb25jaWxlLXdvcmtlcnMtc2VjcmV0LTMyYnl0ZXMh"
@@ -89,7 +90,9 @@ def team(tmp_path: Path, pg_url: str) -> Iterator[dict[str, object]]:
              for name in ("crm", "erp", "mes", "wms", "courier")}
     server = TwinServer(twins)
     base = f"http://127.0.0.1:{server.port}"
+    _mappings(tmp_path)  # the phone owned by the CRM and the ERP; the MES's notes held for review
     lines = [f'[hub]\ndatabase_url = "{pg_url}"\nbroker_url = "{RABBIT_URL}"\ndata_dir = "{tmp_path / "var"}"\n'
+             'mappings_dir = "mappings"\nclock_skew_seconds = 2\n'
              f'queue_prefix = "rec-{os.getpid()}-{int(time.time())}-"\n',
              "[delivery]\nbackoff_base_seconds = 0.3\nbackoff_cap_seconds = 2\nlease_seconds = 6\n"
              "redispatch_after_seconds = 3\nsweep_interval_seconds = 1\n",
@@ -209,3 +212,72 @@ def test_a_worker_killed_inside_a_chunk_leaves_it_to_the_other_and_nothing_is_ap
     wait_until(reached, 60, 0.3, "the missed change to reach the ERP")
     writes = [b for b in twins["erp"].received if b["fields"].get("party.name") == "Customer Five"]  # type: ignore[index]
     assert len(writes) == 1
+
+
+def _run_on_workers(team: dict, probe_url: str) -> dict:  # type: ignore[type-arg]
+    started = subprocess.run([sys.executable, "-m", "hub", "reconcile", "--full", "--on-workers"], env=team["env"],
+                             capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr + started.stdout
+    run_id = int(started.stdout.split("run ", 1)[1].split()[0])
+    probe = create_engine(probe_url)
+
+    def finished() -> bool:
+        with probe.connect() as conn:
+            return conn.execute(text("SELECT state FROM reconcile_runs WHERE id = :r"), {"r": run_id}).scalar_one() \
+                in ("done", "failed")
+
+    wait_until(finished, 120, 0.3, f"run {run_id} to finish on the workers")
+    probe.dispose()
+    shown = subprocess.run([sys.executable, "-m", "hub", "reconcile", "show", str(run_id), "--format", "json"],
+                           env=team["env"], capture_output=True, text=True, timeout=60)
+    return json.loads(shown.stdout)  # type: ignore[no-any-return]
+
+
+def test_seeded_drift_on_two_workers_is_decided_repaired_and_reported_and_the_next_run_is_clean(
+        team: dict, pg_url: str) -> None:  # type: ignore[type-arg]
+    """The in-process scenario, spread over two workers: a missed webhook, a non-owner edit, two owners within the
+    skew, an orphan, a deleted record, a field held for review, systems without export; the repairs reach the
+    twins, and a second run has nothing left to do but the standing reports."""
+    hub, twins = team["hub"], team["twins"]
+    with hub.store.unit_of_work() as uow:  # type: ignore[attr-defined]
+        erp_of = {t: r for r, t in uow.tickets.xref_map("erp", list(twins["erp"].records)).items()}  # type: ignore[index]
+        mes_of = {t: r for r, t in uow.tickets.xref_map("mes", list(twins["mes"].records)).items()}  # type: ignore[index]
+        case = uow.tickets.xref_map("crm", [f"CASE-{n}" for n in range(TICKETS)])
+    crm, erp, mes = twins["crm"], twins["erp"], twins["mes"]  # type: ignore[index]
+    crm.edit("CASE-1", "supervisor@example.com", **{"contact.name": "Ada Lovelace"})
+    erp.edit(erp_of[case["CASE-2"]], "accounting", **{"party.name": "王晓明"})
+    now = datetime.now(UTC)
+    crm.edit("CASE-3", "agent@example.com", at=now, **{"contact.phone": "+1 555 0333"})
+    erp.edit(erp_of[case["CASE-3"]], "admin", at=now + timedelta(seconds=1), **{"party.phone": "+1 555 0999"})
+    erp.create("accounting", local_id="ERP-ORPHAN", **{"party.name": "Nobody"})
+    mes.delete(mes_of[case["CASE-4"]])
+    mes.edit(mes_of[case["CASE-6"]], "shopfloor-lead", **{"production.notes": "impeller cracked"})
+    _worker(team, "worker-a")
+    _worker(team, "worker-b")
+
+    report = _run_on_workers(team, pg_url)
+    assert report["run"]["state"] == "done", report["run"]["error"]
+    got = {(i["kind"], i["ticket_id"], i["system"], i["field"], i["action"]) for i in report["items"]}
+    assert got == {
+        ("missed_change", case["CASE-1"], "crm", "customer.name", "repaired"),
+        ("drift", case["CASE-2"], "erp", "customer.name", "repaired"),
+        ("missed_change", case["CASE-3"], "erp", "customer.phone", "repaired"),
+        ("conflict", case["CASE-3"], "crm", "customer.phone", "repaired"),
+        ("orphan", None, "erp", None, "reported"),
+        ("dangling", case["CASE-4"], "mes", None, "reported"),
+        ("drift", case["CASE-6"], "mes", "fault.description", "awaiting_review"),
+    }, report["items"]
+    assert sorted(nc["system"] for nc in report["not_checked"]) == ["courier", "wms"]
+    assert report["summary"]["tickets"] == TICKETS
+    phone = [i for i in report["items"] if i["field"] == "customer.phone"]
+    assert all(i["rule"] == "author_rank" for i in phone)
+
+    def repaired() -> bool:
+        return (erp.value(erp_of[case["CASE-1"]], "party.name") == "Ada Lovelace"
+                and erp.value(erp_of[case["CASE-2"]], "party.name") == "Customer 2"
+                and crm.value("CASE-3", "contact.phone") == "+1 555 0999")
+
+    wait_until(repaired, 60, 0.3, "the repairs to reach the twins through the deliveries")
+    again = _run_on_workers(team, pg_url)
+    assert not [i for i in again["items"] if i["action"] in ("repaired", "would_repair")], again["items"]
+    assert {i["kind"] for i in again["items"]} == {"orphan", "dangling", "drift"}
