@@ -159,10 +159,7 @@ def test_a_worker_killed_inside_a_chunk_leaves_it_to_the_other_and_nothing_is_ap
     holder.begin()
     holder.execute(text("SELECT ticket_id FROM tickets WHERE ticket_id = :t FOR UPDATE"), {"t": target})
     _worker(team, "worker-a")
-    started = subprocess.run([sys.executable, "-m", "hub", "reconcile", "--full", "--on-workers"], env=team["env"],
-                             capture_output=True, text=True, timeout=60)
-    assert started.returncode == 0, started.stderr + started.stdout
-    run_id = int(started.stdout.split("run ", 1)[1].split()[0])
+    run_id = _start_on_workers(team)
     probe = create_engine(pg_url)
 
     def blocked() -> bool:
@@ -181,12 +178,7 @@ def test_a_worker_killed_inside_a_chunk_leaves_it_to_the_other_and_nothing_is_ap
     holder.rollback()
     holder.close()
 
-    def finished() -> bool:
-        with probe.connect() as conn:
-            return conn.execute(text("SELECT state FROM reconcile_runs WHERE id = :r"), {"r": run_id}).scalar_one() \
-                == "done"
-
-    wait_until(finished, 120, 0.3, "the run to finish on worker-b")
+    _wait_finished(pg_url, run_id)
     with probe.connect() as conn:
         parts = conn.execute(text("SELECT state, count(*) FROM reconcile_parts WHERE run_id = :r GROUP BY state"),
                              {"r": run_id}).all()
@@ -199,9 +191,8 @@ def test_a_worker_killed_inside_a_chunk_leaves_it_to_the_other_and_nothing_is_ap
     assert dict(parts).get("pending", 0) == 0
     assert applied == 1  # the missed change is in the history once, though its chunk ran twice
     assert dict(items) == {"missed_change": 1}
-    report = subprocess.run([sys.executable, "-m", "hub", "reconcile", "show", str(run_id), "--format", "json"],
-                            env=team["env"], capture_output=True, text=True, timeout=60)
-    data = json.loads(report.stdout)
+    data = _report(team, run_id)
+    assert data["run"]["state"] == "done", data["run"]["error"]
     kinds = sorted(i["kind"] for i in data["items"])
     assert kinds == ["drift", "missed_change"] and data["summary"]["tickets"] == TICKETS
     assert sorted(nc["system"] for nc in data["not_checked"]) == ["courier", "wms"]
@@ -214,12 +205,16 @@ def test_a_worker_killed_inside_a_chunk_leaves_it_to_the_other_and_nothing_is_ap
     assert len(writes) == 1
 
 
-def _run_on_workers(team: dict, probe_url: str) -> dict:  # type: ignore[type-arg]
+def _start_on_workers(team: dict) -> int:  # type: ignore[type-arg]
+    """`tickethub reconcile --full --on-workers`: the run's number."""
     started = subprocess.run([sys.executable, "-m", "hub", "reconcile", "--full", "--on-workers"], env=team["env"],
                              capture_output=True, text=True, timeout=60)
     assert started.returncode == 0, started.stderr + started.stdout
-    run_id = int(started.stdout.split("run ", 1)[1].split()[0])
-    probe = create_engine(probe_url)
+    return int(started.stdout.split("run ", 1)[1].split()[0])
+
+
+def _wait_finished(url: str, run_id: int) -> None:
+    probe = create_engine(url)
 
     def finished() -> bool:
         with probe.connect() as conn:
@@ -228,9 +223,18 @@ def _run_on_workers(team: dict, probe_url: str) -> dict:  # type: ignore[type-ar
 
     wait_until(finished, 120, 0.3, f"run {run_id} to finish on the workers")
     probe.dispose()
+
+
+def _report(team: dict, run_id: int) -> dict:  # type: ignore[type-arg]
     shown = subprocess.run([sys.executable, "-m", "hub", "reconcile", "show", str(run_id), "--format", "json"],
                            env=team["env"], capture_output=True, text=True, timeout=60)
     return json.loads(shown.stdout)  # type: ignore[no-any-return]
+
+
+def _run_on_workers(team: dict, url: str) -> dict:  # type: ignore[type-arg]
+    run_id = _start_on_workers(team)
+    _wait_finished(url, run_id)
+    return _report(team, run_id)
 
 
 def test_seeded_drift_on_two_workers_is_decided_repaired_and_reported_and_the_next_run_is_clean(
