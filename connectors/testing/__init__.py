@@ -24,6 +24,7 @@ import itertools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -131,6 +132,18 @@ class ConnectorContract:
         assert created.local_id, created.error
         seen = itertools.islice(contract.connector.read_all(), BULK_READ_LIMIT)
         assert any(record.local_id == created.local_id for record in seen)
+
+    def test_a_bulk_read_since_a_moment_includes_what_changed_after_it(self, contract: ContractPeer) -> None:
+        """`read_all(since)` (incremental reconciliation) yields a record changed at or after `since`."""
+        if not contract.readable:
+            pytest.skip("the type cannot read records back")
+        created = contract.connector.create(_request(contract, contract.create_fields))
+        assert created.local_id, created.error
+        record = _the_record(contract.connector.read(created.local_id), created.local_id)
+        since = record.modified_at - timedelta(seconds=1)
+        seen = list(itertools.islice(contract.connector.read_all(since), BULK_READ_LIMIT))
+        assert any(r.local_id == created.local_id for r in seen)
+        assert all(r.modified_at >= since for r in seen), "records changed before `since` were returned"
 
     def test_refused_credentials_are_a_connector_error_that_hides_the_secret(self, contract: ContractPeer) -> None:
         """A credential the system refuses is a ConnectorError (reads) or a failed write, never a crash, and

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -47,10 +48,11 @@ class AcmeConnector:
     def read(self, local_id: str, kind: str = "record") -> list[SourceRecord]:
         return [self._record(self._get(f"/tickets/{local_id}"))]
 
-    def read_all(self) -> Iterator[SourceRecord]:
+    def read_all(self, since: datetime | None = None) -> Iterator[SourceRecord]:
         cursor = ""
         while True:
-            page = self._get("/tickets", params={"cursor": cursor})
+            params = {"cursor": cursor, **({"since": since.isoformat()} if since else {})}
+            page = self._get("/tickets", params=params)
             yield from (self._record(row) for row in page["tickets"])
             if not page.get("next"):
                 return

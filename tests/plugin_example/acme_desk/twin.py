@@ -30,7 +30,9 @@ class AcmeTwin:
             self.tickets[ticket_id] = {"id": ticket_id, "customer": None, "problem": None}
             return self._save(ticket_id, json.loads(request.content), 201)
         if request.method == "GET" and parts == ["tickets"]:
-            ids = sorted(self.tickets)
+            since = datetime.fromisoformat(request.url.params["since"]) if "since" in request.url.params else None
+            ids = sorted(i for i, t in self.tickets.items()
+                         if since is None or datetime.fromisoformat(t["updated_at"]) >= since)
             start = int(request.url.params.get("cursor") or 0)
             following = start + PAGE if start + PAGE < len(ids) else None
             return httpx.Response(200, json={"tickets": [self.tickets[i] for i in ids[start:start + PAGE]],
