@@ -183,6 +183,7 @@ def hub_run(config: str, profile: bool = False) -> None:
     from hub.usecases.reconcile import ReconcileRequest, run_reconcile
 
     phases: dict[str, float] = {}
+    peaks: dict[str, float] = {}  # peak RSS (MiB) reached by the end of each phase
 
     class Phases:
         last = time.process_time()
@@ -191,11 +192,13 @@ def hub_run(config: str, profile: bool = False) -> None:
             now = time.process_time()
             phases[f"read {system}"] = phases.get(f"read {system}", 0) + now - self.last
             self.last = now
+            peaks["read"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
         def compared(self, tickets: int, copies: int, discrepancies: int) -> None:
             now = time.process_time()
             phases["compare"] = phases.get("compare", 0) + now - self.last
             self.last = now
+            peaks["compare"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     hub = bootstrap(load_settings(Path(config)))
     runtime = start_runtime(hub)
@@ -216,7 +219,7 @@ def hub_run(config: str, profile: bool = False) -> None:
         print("PROFILE\n" + text.getvalue())
     print(json.dumps({"wall": time.perf_counter() - started, "cpu": usage.ru_utime + usage.ru_stime,
                       "rss_mib": usage.ru_maxrss / 1024, "copies": outcome.report.summary.copies_compared,
-                      "discrepancies": outcome.report.summary.discrepancies, "phases": phases,
+                      "discrepancies": outcome.report.summary.discrepancies, "phases": phases, "peaks": peaks,
                       "not_checked": [nc.model_dump() for nc in outcome.report.not_checked]}))
 
 
@@ -310,6 +313,8 @@ def main() -> None:
               f" (target <= 512), discrepancies {result['discrepancies']:,}, not checked {result['not_checked']}")
         for phase, seconds in sorted(result["phases"].items(), key=lambda kv: -kv[1]):
             print(f"    {phase:<14} {seconds:7.1f} s CPU")
+        print("    peak RSS by the end of: " + ", ".join(f"{k} {v:.0f} MiB" for k, v in result["peaks"].items())
+              + f", the report {result['rss_mib']:.0f} MiB")
         if args.profile:
             print(run.stdout.rsplit("PROFILE\n", 1)[-1].rsplit("\n{", 1)[0][:6000])
     finally:
