@@ -113,15 +113,14 @@ class RunReport(_Model):
 
 
 def summarise(items: list[Item], tickets: int, copies: int) -> Summary:
-    counted = [i for i in items]
     return Summary(
-        tickets=tickets, copies_compared=copies, discrepancies=len(counted),
-        awaiting_review=sum(i.awaiting_review for i in counted),
-        by_system=dict(Counter(i.system or "(none)" for i in counted).most_common()),
-        by_field=dict(Counter(i.field or "(record)" for i in counted).most_common()),
-        by_rule=dict(Counter(i.rule for i in counted).most_common()),
-        by_kind=dict(Counter(i.kind for i in counted).most_common()),
-        by_action=dict(Counter(i.action for i in counted).most_common()))
+        tickets=tickets, copies_compared=copies, discrepancies=len(items),
+        awaiting_review=sum(i.awaiting_review for i in items),
+        by_system=dict(Counter(i.system or "(none)" for i in items).most_common()),
+        by_field=dict(Counter(i.field or "(record)" for i in items).most_common()),
+        by_rule=dict(Counter(i.rule for i in items).most_common()),
+        by_kind=dict(Counter(i.kind for i in items).most_common()),
+        by_action=dict(Counter(i.action for i in items).most_common()))
 
 
 def to_json(report: RunReport) -> bytes:

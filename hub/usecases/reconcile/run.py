@@ -171,10 +171,15 @@ def read_part(hub: Hub, connector_for: Callable[[str], Connector], run_id: int, 
         with hub.store.unit_of_work() as uow:
             uow.reconcile.finish_part(run_id, name, state, detail)
             uow.commit()
+    return _phase_over(hub, run_id, "read", "compare")
+
+
+def _phase_over(hub: Hub, run_id: int, phase: str, following: str) -> bool:
+    """When no part of `phase` is pending, move the run to `following`: True for the one caller that did."""
     with hub.store.unit_of_work() as uow:
-        if any(p["state"] == "pending" for p in uow.reconcile.parts(run_id, "read:")):
+        if any(p["state"] == "pending" for p in uow.reconcile.parts(run_id, f"{phase}:")):
             return False
-        advanced = uow.reconcile.advance(run_id, "read", "compare")
+        advanced = uow.reconcile.advance(run_id, phase, following)
         uow.commit()
     return advanced
 
@@ -283,17 +288,12 @@ def compare_part(hub: Hub, run_id: int, name: str, progress: Progress = NO_PROGR
                                       owed.get(ticket_id, {}), ticket_copies))
         with hub.store.unit_of_work() as uow:  # repairs, items and the part's completion: all or nothing
             deliveries = _act(hub, uow, run_id, found)
-            if not uow.reconcile.finish_part(run_id, name, "done", {"tickets": chunk, "copies": compared}):
+            if not uow.reconcile.finish_part(run_id, name, "done", {"ticket_count": len(chunk), "copies": compared}):
                 return [], False  # another worker did it meanwhile: this attempt rolls back
             uow.reconcile.heartbeat(run_id, hub.clock())
             uow.commit()
         progress.compared(len(chunk), compared, len(found))
-    with hub.store.unit_of_work() as uow:
-        if any(p["state"] == "pending" for p in uow.reconcile.parts(run_id, "compare:")):
-            return deliveries, False
-        advanced = uow.reconcile.advance(run_id, "compare", "report")
-        uow.commit()
-    return deliveries, advanced
+    return deliveries, _phase_over(hub, run_id, "compare", "report")
 
 
 def _act(hub: Hub, uow: Any, run_id: int, found: Found) -> list[int]:
@@ -319,7 +319,7 @@ def finish_run(hub: Hub, run_id: int, error: str | None = None) -> RunReport:
             _act(hub, uow, run_id, _orphans_and_dangling(hub, uow, run))
         not_checked = [{"system": p["part"].split(":", 1)[1], "reason": p["detail"].get("reason", "not read")}
                        for p in reads if p["state"] != "done"]
-        tickets = sum(len(p["detail"]["tickets"]) for p in compares if p["state"] == "done")
+        tickets = sum(int(p["detail"].get("ticket_count", 0)) for p in compares if p["state"] == "done")
         copies = sum(int(p["detail"].get("copies", 0)) for p in compares if p["state"] == "done")
         uow.reconcile.finish(run_id, "failed" if error else "done", hub.clock(), tickets, copies, not_checked, error)
         uow.commit()
