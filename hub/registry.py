@@ -7,12 +7,14 @@ package would; the hub imports none of them by name.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from importlib.metadata import entry_points
+from types import MappingProxyType
 
 from hub.core.errors import TickethubError
 from hub.core.plugin import ENTRY_POINT_GROUP, ConnectorType
 
-_types: dict[str, ConnectorType] | None = None
+_types: Mapping[str, ConnectorType] | None = None
 _lock = threading.Lock()
 
 
@@ -20,9 +22,13 @@ class UnknownConnectorType(TickethubError):
     pass
 
 
-def connector_types() -> dict[str, ConnectorType]:
-    """Name -> type, for every installed connector type."""
+def connector_types() -> Mapping[str, ConnectorType]:
+    """Name -> type, for every installed connector type (read once; looked up on every webhook and event, so
+    after the first call no lock is taken and nothing is copied)."""
     global _types
+    loaded = _types
+    if loaded is not None:
+        return loaded
     with _lock:
         if _types is None:
             found: dict[str, ConnectorType] = {}
@@ -32,8 +38,8 @@ def connector_types() -> dict[str, ConnectorType]:
                     raise TickethubError(f"entry point `{entry.name} = {entry.value}` in group {ENTRY_POINT_GROUP}"
                                          f" must name a ConnectorType called `{entry.name}`")
                 found[entry.name] = declared
-            _types = found
-        return dict(_types)
+            _types = MappingProxyType(found)
+        return _types
 
 
 def connector_type(name: str) -> ConnectorType:
