@@ -27,6 +27,7 @@ from hub.store.engine import make_engine
 from hub.store.unit_of_work import Store
 from hub.usecases.context import Hub, utc_now
 from hub.usecases.deliver import max_in_flight
+from hub.workflow_files import load_workflow
 
 __all__ = ["Hub", "Runtime", "bootstrap", "current_runtime", "start_runtime", "utc_now", "webhook_secrets"]
 
@@ -38,9 +39,11 @@ def bootstrap(settings: Settings, *, engine: Engine | None = None,
               clock: Callable[[], datetime] = utc_now) -> Hub:
     """Load and check the mappings, and open (not migrate) the database."""
     mapping_set = load_mappings(settings.hub.mappings_dir, settings.mapping_names(), connector_schemas(settings))
+    path = settings.workflow_path()
+    workflow = None if path is None else load_workflow(path, list(settings.systems), settings.hub.clock_skew_seconds)
     return Hub(settings, mapping_set, Store(engine or make_engine(
         settings.hub.database_url, pool_size=settings.hub.database_pool_size,
-        max_overflow=settings.hub.database_max_overflow)), clock)
+        max_overflow=settings.hub.database_max_overflow)), clock, workflow=workflow)
 
 
 def webhook_secrets(hub: Hub, environ: Mapping[str, str] | None = None) -> dict[str, list[str]]:
@@ -92,6 +95,18 @@ class Runtime:
     def publish_reconcile_parts(self, run_id: int, task_name: str, parts: Iterable[str]) -> None:
         """A reconciliation run's parts (`publisher.RECONCILE_READ` systems, `RECONCILE_COMPARE` chunks)."""
         publisher.publish(celery_app, task_name, [(run_id, part) for part in parts])
+
+    def publish_alert_sends(self, sends: Iterable[tuple[int, str]], countdown: float | None = None) -> None:
+        publisher.publish(celery_app, publisher.ALERT_SEND, [(alert_id, channel) for alert_id, channel in sends],
+                          countdown)
+
+    @property
+    def alert_client(self) -> httpx.Client:
+        """One HTTP pool for every alert channel (robots answer fast; a slow one times out)."""
+        with self._lock:
+            if "(alerts)" not in self._clients:
+                self._clients["(alerts)"] = httpx.Client(timeout=self.hub.settings.alerts.timeout_seconds)
+            return self._clients["(alerts)"]
 
     def publish_deliveries(self, delivery_ids: Iterable[int], countdown: float | None = None) -> None:
         publisher.publish(celery_app, publisher.DELIVER, [(delivery_id,) for delivery_id in delivery_ids], countdown)

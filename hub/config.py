@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hub.core.alerts import AlertSettings
 from hub.core.errors import ConfigError, Problem
 from hub.core.plugin import ConnectorType
 from hub.core.strict import StrictModel
@@ -102,6 +103,15 @@ class ReconcileSettings(StrictModel):
         return value
 
 
+class WorkflowSettings(StrictModel):
+    """The status workflow (README "Status workflow"): a file beside the mappings."""
+
+    enabled: bool = True
+    # a file in mappings_dir, without .toml; none: `workflow` if that file exists there, else no workflow
+    file: str | None = None
+    dwell_check_seconds: float = Field(default=60.0, gt=0)  # how often beat looks for tickets past a dwell limit
+
+
 class SystemSettings(BaseModel):
     """One `[systems.<name>]` table: the keys every system has, plus its connector type's own (e.g. a tryton
     system's `database` and `model`), which the type's `options` model validates (`check_system`)."""
@@ -170,11 +180,20 @@ class Settings(StrictModel):
     hub: HubSettings = HubSettings()
     delivery: DeliverySettings = DeliverySettings()
     reconcile: ReconcileSettings = ReconcileSettings()
+    workflow: WorkflowSettings = WorkflowSettings()
+    alerts: AlertSettings = AlertSettings()
     systems: dict[str, SystemSettings] = {}
     source: str = "(embedded default)"
 
     def mapping_names(self) -> dict[str, str]:
         return {name: s.mapping or name for name, s in self.systems.items()}
+
+    def workflow_path(self) -> Path | None:
+        """The workflow file to load, or None when there is no workflow."""
+        if not self.workflow.enabled:
+            return None
+        path = self.hub.mappings_dir / f"{self.workflow.file or 'workflow'}.toml"
+        return path if self.workflow.file or path.is_file() else None
 
     def api_token(self, environ: Mapping[str, str] | None = None) -> str | None:
         return (os.environ if environ is None else environ).get(self.hub.api_token_env) or None
@@ -248,10 +267,12 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
 
 def _fix(error_type: str, loc: tuple[int | str, ...], declared: ConnectorType | None = None) -> str:
     if error_type == "extra_forbidden":
-        if loc and loc[0] not in ("hub", "systems", "delivery", "reconcile"):
-            return "remove it; the file has [hub], [delivery], [reconcile] and [systems.<name>] tables"
+        if loc and loc[0] not in ("hub", "systems", "delivery", "reconcile", "workflow", "alerts"):
+            return ("remove it; the file has [hub], [delivery], [reconcile], [workflow], [alerts] and"
+                    " [systems.<name>] tables")
         sections: dict[str, type[BaseModel]] = {"hub": HubSettings, "delivery": DeliverySettings,
-                                                 "reconcile": ReconcileSettings}
+                                                 "reconcile": ReconcileSettings, "workflow": WorkflowSettings,
+                                                 "alerts": AlertSettings}
         allowed = list(sections.get(str(loc[0]), SystemSettings).model_fields)
         if declared is not None and declared.options is not None:
             allowed += list(declared.options.model_fields)  # type: ignore[attr-defined]

@@ -20,6 +20,10 @@ EVENTS = Counter("tickethub_events_total", "Inbound webhooks by outcome",
 APPLY_SECONDS = Histogram("tickethub_apply_seconds", "Time to process one event into the golden record",
                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 DELIVERIES = Counter("tickethub_deliveries_total", "Delivery attempts by outcome", ["outcome"])
+ALERTS = Counter("tickethub_alerts_total", "Alerts raised by kind and subject (system, or state for dwell)",
+                 ["kind", "subject"])
+ALERT_SENDS = Counter("tickethub_alert_sends_total", "Alert send attempts by channel and outcome",
+                      ["channel", "outcome"])
 END_TO_END_SECONDS = Histogram(
     "tickethub_end_to_end_seconds", "From accepting an event to delivering its last write",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))

@@ -14,6 +14,7 @@ from hub.bootstrap import current_runtime
 from hub.messaging import publisher
 from hub.messaging.celery_app import celery_app
 from hub.store.reconcile import RunInProgress
+from hub.usecases.alerting import due_sends, raise_dwell_breaches, send_one
 from hub.usecases.deliver import deliver_once
 from hub.usecases.poll import poll_system
 from hub.usecases.process import process_events as process_events_now
@@ -68,6 +69,24 @@ def sweep() -> None:
     events, delivery_ids = sweep_once(runtime.hub)
     runtime.publish_events(events)
     runtime.publish_deliveries(delivery_ids)
+    runtime.publish_alert_sends(due_sends(runtime.hub))
+
+
+@celery_app.task(name=publisher.DWELL, acks_late=True)
+def dwell() -> None:
+    """Tickets past their state's dwell limit (beat): one alert per breach, one escalation; sent at once."""
+    runtime = current_runtime()
+    if raise_dwell_breaches(runtime.hub, runtime.hub.clock()):
+        runtime.publish_alert_sends(due_sends(runtime.hub))
+
+
+@celery_app.task(name=publisher.ALERT_SEND, acks_late=True, reject_on_worker_lost=True)
+def alert_send(alert_id: int, channel: str) -> None:
+    """One alert to one channel; a retry is scheduled by Celery (a countdown), never slept here."""
+    runtime = current_runtime()
+    outcome = send_one(runtime.hub, alert_id, channel, runtime.alert_client)
+    if outcome.kind == "retry":
+        runtime.publish_alert_sends([(alert_id, channel)], countdown=outcome.countdown)
 
 
 @celery_app.task(name=publisher.POLL, acks_late=True)

@@ -23,29 +23,136 @@ only on the set of changes applied, not on their order or repetition.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from hub.core.canonical import FIELDS, JsonScalar, normalize
 from hub.core.errors import InvalidValue
 from hub.core.mapping import MappingSet
 from hub.core.model import ApplyResult, FieldChange, FieldValue, Outcome, PendingWrite, Provenance, TicketState
+from hub.core.workflow import REFUSALS, Settled, Workflow, add_marks, settle
+
+WORKFLOW_AUTHOR = "workflow"  # the author of a status the workflow fell back to (no claim was accepted)
 
 
-def apply_changes(state: TicketState, changes: Iterable[FieldChange], mappings: MappingSet) -> ApplyResult:
+def apply_changes(state: TicketState, changes: Iterable[FieldChange], mappings: MappingSet,
+                  workflow: Workflow | None = None) -> ApplyResult:
+    """Apply `changes`; with a `workflow`, `status` is settled by it (see the module and hub.core.workflow)."""
     fields = dict(state.fields)
     pending = {system: dict(writes) for system, writes in state.pending.items()}
     delivered = {system: dict(marks) for system, marks in state.delivered.items()}
     outcomes: list[Outcome] = []
+    claims = set(state.claims)
+    new_claims: list[FieldChange] = []
 
     for change in changes:
+        if workflow is not None and change.field == "status":
+            refused = _claim(change, fields, delivered, claims)
+            if refused is None:
+                claims.add(change)
+                new_claims.append(change)
+            else:
+                outcomes.append(refused)
+            continue
         outcomes.extend(_apply_one(change, fields, pending, delivered, mappings))
+
+    marks = dict(state.marks)
+    if workflow is not None:
+        evidence = [o.change for o in outcomes if o.kind in ("applied", "stale", "duplicate", "conflict")
+                    and o.target is None and o.change.provenance.system in mappings.owners(o.change.field)]
+        moved = add_marks(marks, evidence, workflow.evidence_fields)
+        if new_claims or moved:
+            outcomes.extend(_settle_status(workflow, claims, marks, new_claims, fields, pending, mappings))
 
     new_state = TicketState(
         ticket_id=state.ticket_id,
         fields=fields,
         pending={system: writes for system, writes in pending.items() if writes},
         delivered={system: marks for system, marks in delivered.items() if marks},
+        claims=frozenset(claims),
+        marks=marks,
     )
     return ApplyResult(new_state, tuple(outcomes))
+
+
+def _claim(change: FieldChange, fields: dict[str, FieldValue], delivered: dict[str, dict[str, JsonScalar]],
+           claims: set[FieldChange]) -> Outcome | None:
+    """A reported status before the workflow weighs it: its outcome if it is no claim at all (the hub's own
+    echo, not a status, already known), None if it joins the ticket's claims."""
+    current, source = fields.get("status"), change.provenance.system
+    marks = delivered.get(source, {})
+    if "status" in marks:
+        if marks["status"] == change.value:
+            return Outcome("echo", change, current, f"{source} reports back the value the hub wrote to it")
+        del marks["status"]
+    try:
+        value = normalize("status", change.value)
+    except InvalidValue as exc:
+        return Outcome("invalid_value", change, current, str(exc))
+    if value is None:
+        return Outcome("invalid_value", change, current, "a ticket's status cannot be emptied")
+    change = FieldChange("status", value, change.provenance) if value != change.value else change
+    if change in claims:
+        return Outcome("duplicate", change, current)
+    return None
+
+
+def _settle_status(workflow: Workflow, claims: set[FieldChange], marks: dict, new_claims: list[FieldChange],
+                   fields: dict[str, FieldValue], pending: dict[str, dict[str, PendingWrite]],
+                   mappings: MappingSet) -> list[Outcome]:
+    """Settle the claims; what became of each new one; the golden status and the writes it owes.
+
+    A new status goes to every subscriber but the system that reported it. A refused claim has the
+    golden status written back to the system that made it (when its mapping writes `status`)."""
+    current = fields.get("status")
+    settled = settle(workflow, claims, marks)
+    golden = _golden(settled, claims)
+    outcomes: list[Outcome] = []
+    changed = golden is not None and golden != current
+    if changed:
+        assert golden is not None
+        fields["status"] = golden
+        change = golden.as_change("status")
+        if settled.winner is None or settled.winner not in new_claims:
+            reason = "the workflow settles on it now that its evidence or an earlier report has arrived"
+            outcomes.append(Outcome("applied", change, current, reason))
+        _owe(change, current, pending, mappings, outcomes)
+    for claim in new_claims:
+        verdict = settled.verdicts[claim]
+        if verdict.kind == "accepted":
+            outcomes.append(Outcome("applied" if changed else "duplicate", claim, current))
+        elif verdict.kind == "agrees":
+            outcomes.append(Outcome("duplicate", claim, current, verdict.reason))
+        elif verdict.kind == "superseded":
+            outcomes.append(Outcome("stale", claim, current, verdict.reason))
+        else:
+            assert verdict.kind in REFUSALS
+            outcomes.append(Outcome(verdict.kind, claim, current, verdict.reason))  # type: ignore[arg-type]
+            _write_back_status(claim.provenance.system, fields.get("status"), pending, mappings, outcomes, claim)
+    return outcomes
+
+
+def _golden(settled: Settled, claims: set[FieldChange]) -> FieldValue | None:
+    if settled.status is None:
+        return None
+    if settled.winner is not None:
+        return FieldValue(settled.status, settled.winner.provenance)
+    first = min(claims, key=FieldChange.precedence).provenance  # every claim refused: the initial state
+    return FieldValue(settled.status, Provenance("tickethub", WORKFLOW_AUTHOR, 0, 0, first.modified_at,
+                                                 first.received_at, first.event_id))
+
+
+def _write_back_status(system: str, golden: FieldValue | None, pending: dict[str, dict[str, PendingWrite]],
+                       mappings: MappingSet, outcomes: list[Outcome], claim: FieldChange) -> None:
+    mapping = mappings.systems[system].fields.get("status") if system in mappings.systems else None
+    if golden is None or mapping is None or not mapping.writes:
+        return
+    try:
+        system_value = mapping.to_system(golden.value, system)
+    except InvalidValue as exc:
+        outcomes.append(Outcome("invalid_value", golden.as_change("status"), golden, str(exc), target=system))
+        return
+    pending.setdefault(system, {})["status"] = PendingWrite(golden.value, mapping.system_field, system_value,
+                                                            golden.provenance)
 
 
 def _apply_one(
@@ -96,6 +203,14 @@ def _apply_one(
 
     fields[name] = FieldValue(value, change.provenance)
     outcomes = [Outcome("applied", change, current)]
+    _owe(change, current, pending, mappings, outcomes)
+    return outcomes
+
+
+def _owe(change: FieldChange, current: FieldValue | None, pending: dict[str, dict[str, PendingWrite]],
+         mappings: MappingSet, outcomes: list[Outcome]) -> None:
+    """The outbox after `change` became the golden value: every subscriber but its source is owed it."""
+    name, source, value = change.field, change.provenance.system, change.value
     pending.get(source, {}).pop(name, None)
     for target in mappings.subscribers(name):
         if target == source:
@@ -107,10 +222,8 @@ def _apply_one(
             pending.get(target, {}).pop(name, None)
             outcomes.append(Outcome("invalid_value", change, current, str(exc), target=target))
             continue
-        pending.setdefault(target, {})[name] = PendingWrite(
-            value, mapping.system_field, system_value, change.provenance
-        )
-    return outcomes
+        pending.setdefault(target, {})[name] = PendingWrite(value, mapping.system_field, system_value,
+                                                            change.provenance)
 
 
 def _rises(name: str, current: JsonScalar, value: JsonScalar) -> bool | None:
@@ -157,7 +270,7 @@ def write_back(state: TicketState, field_name: str, value: JsonScalar, provenanc
             refused.append(Outcome("invalid_value", change, state.fields.get(field_name), str(exc), target=target))
             continue
         pending.setdefault(target, {})[field_name] = PendingWrite(value, mapping.system_field, system_value, provenance)
-    return TicketState(state.ticket_id, state.fields, pending, state.delivered), tuple(refused)
+    return replace(state, pending=pending), tuple(refused)
 
 
 def override(state: TicketState, field_name: str, value: JsonScalar, provenance: Provenance,
@@ -170,6 +283,6 @@ def override(state: TicketState, field_name: str, value: JsonScalar, provenance:
     fields = dict(state.fields)
     current = fields.get(field_name)
     fields[field_name] = FieldValue(value, provenance)
-    written, refused = write_back(TicketState(state.ticket_id, fields, state.pending, state.delivered),
+    written, refused = write_back(replace(state, fields=fields),
                                   field_name, value, provenance, mappings.subscribers(field_name), mappings)
     return ApplyResult(written, (Outcome("applied", change, current, reason), *refused))

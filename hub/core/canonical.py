@@ -30,6 +30,20 @@ STATUSES: tuple[str, ...] = (
     "cancelled",
 )
 
+# the parcel's journey as the courier reports it (connectors map their own state codes onto these)
+SHIPMENT_STATUSES: tuple[str, ...] = (
+    "pending",
+    "collected",
+    "in_transit",
+    "delivering",
+    "delivered",
+    "problem",
+    "returning",
+    "returned",
+    "refused",
+    "customs",
+)
+
 
 @dataclass(frozen=True)
 class CanonicalField:
@@ -61,6 +75,8 @@ FIELDS: dict[str, CanonicalField] = {
         ),
         CanonicalField("shipment.carrier", "string", "carrier of the outgoing shipment"),
         CanonicalField("shipment.waybill", "string", "waybill number of the outgoing shipment"),
+        CanonicalField("shipment.status", "enum", "the parcel's state as the courier reports it",
+                       choices=SHIPMENT_STATUSES),
         CanonicalField("shipment.delivered_at", "datetime", "when the courier confirmed delivery"),
         CanonicalField("billing.amount", "decimal", "amount billed"),
     )

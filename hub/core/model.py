@@ -64,7 +64,8 @@ class PendingWrite:
     provenance: Provenance
 
 
-OutcomeKind = Literal["applied", "duplicate", "not_owner", "stale", "echo", "invalid_value", "conflict"]
+OutcomeKind = Literal["applied", "duplicate", "not_owner", "stale", "echo", "invalid_value", "conflict",
+                      "not_allowed", "no_evidence"]
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,16 @@ class TicketState:
     `pending` is the outbox: per subscribed system, per field, the write the hub owes it.
     `delivered` is, per system and field, the last value the hub wrote there; a change reporting that
     same value back is the hub's own echo.
+    `claims` and `marks` are the status workflow's input (hub.core.workflow): every status a system
+    reported, and when each piece of evidence was first reported.
     """
 
     ticket_id: str
     fields: Mapping[str, FieldValue] = field(default_factory=dict)
     pending: Mapping[str, Mapping[str, PendingWrite]] = field(default_factory=dict)
     delivered: Mapping[str, Mapping[str, JsonScalar]] = field(default_factory=dict)
+    claims: frozenset[FieldChange] = frozenset()
+    marks: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -95,11 +95,15 @@ def configure_celery(settings: Settings) -> Celery:
             "tickethub.reconcile": {"queue": deliveries},
             "tickethub.reconcile_read": {"queue": deliveries},
             "tickethub.reconcile_compare": {"queue": deliveries},
+            # alerts go out over HTTP like deliveries, and never hold up an event
+            "tickethub.dwell": {"queue": deliveries},
+            "tickethub.alert_send": {"queue": deliveries},
         },
         timezone=schedule_timezone(settings),
         beat_schedule={
             "sweep": {"task": "tickethub.sweep", "schedule": settings.delivery.sweep_interval_seconds},
             **poll_schedule(settings),
+            "dwell": {"task": "tickethub.dwell", "schedule": settings.workflow.dwell_check_seconds},
             **reconcile_schedule(settings),
         },
         broker_connection_retry_on_startup=True,

@@ -28,6 +28,8 @@ POLL = "tickethub.poll"
 RECONCILE = "tickethub.reconcile"
 RECONCILE_READ = "tickethub.reconcile_read"
 RECONCILE_COMPARE = "tickethub.reconcile_compare"
+DWELL = "tickethub.dwell"
+ALERT_SEND = "tickethub.alert_send"
 
 
 def publish(app: Celery, task_name: str, arguments: list[tuple[object, ...]], countdown: float | None = None) -> None:

@@ -299,3 +299,43 @@ reconcile_copies = Table(
     Column("fingerprint", LargeBinary(16), nullable=False),
     Index("ix_reconcile_copies_run_ticket", "run_id", "ticket_id"),
 )
+
+ticket_workflow = Table(
+    "ticket_workflow",
+    metadata,
+    # the status workflow's input per ticket (hub.core.workflow): every status claimed, and the evidence marks
+    Column("ticket_id", String(32), ForeignKey("tickets.ticket_id"), primary_key=True),
+    Column("claims", JsonValue, nullable=False),  # [{value, provenance}]
+    Column("marks", JsonValue, nullable=False),  # mark key -> earliest modified-at (ISO)
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # what makes two alerts the same alert (a refused claim's event, a dwell breach's state and entry): raised once
+    Column("alert_key", String(255), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),  # no_evidence | not_allowed | not_owner | dwell | dwell_escalation
+    Column("ticket_id", String(32), nullable=True, index=True),
+    Column("status", String(32), nullable=True),
+    Column("system", String(64), nullable=True),
+    Column("author", String(255), nullable=True),
+    Column("since", UTCDateTime, nullable=True),  # dwell: when the ticket entered the state
+    Column("facts", JsonValue, nullable=False),
+    Column("raised_at", UTCDateTime, nullable=False),
+)
+
+alert_sends = Table(
+    "alert_sends",
+    metadata,
+    # one alert to one channel: sent through Celery with retries, like a delivery but never blocking a ticket
+    Column("alert_id", BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("alerts.id"), primary_key=True),
+    Column("channel", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),  # pending | sent | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("dispatched_at", UTCDateTime, nullable=True),  # when a send task was last published
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_alert_sends_state", "state", "next_attempt_at"),
+)

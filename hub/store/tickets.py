@@ -12,12 +12,21 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_, update
 
 from hub.core.errors import TicketNotFound
-from hub.core.model import ApplyResult, FieldValue, Outcome, PendingWrite, Provenance, TicketState
+from hub.core.model import ApplyResult, FieldChange, FieldValue, Outcome, PendingWrite, Provenance, TicketState
 from hub.core.ticket_ids import format_ticket_id
 from hub.store.dialect import insert_for
-from hub.store.tables import audit_log, delivered_values, field_values, id_sequences, outbox, tickets, xrefs
+from hub.store.tables import (
+    audit_log,
+    delivered_values,
+    field_values,
+    id_sequences,
+    outbox,
+    ticket_workflow,
+    tickets,
+    xrefs,
+)
 
-_TABLES = {t.name: t for t in (field_values, outbox, delivered_values)}
+_TABLES = {t.name: t for t in (field_values, outbox, delivered_values, ticket_workflow)}
 # Hot-path statements, built once: constructing a statement costs more than running it on SQLite.
 _ID: Any = bindparam("ticket_id")
 _FIND_XREF = select(xrefs.c.ticket_id).where(xrefs.c.system == bindparam("system"),
@@ -28,6 +37,7 @@ _TOUCH_TICKET = update(tickets).where(tickets.c.ticket_id == bindparam("b_ticket
 _LOAD_FIELDS = select(field_values).where(field_values.c.ticket_id == _ID)
 _LOAD_PENDING = select(outbox).where(outbox.c.ticket_id == _ID)
 _LOAD_DELIVERED = select(delivered_values).where(delivered_values.c.ticket_id == _ID)
+_LOAD_WORKFLOW = select(ticket_workflow).where(ticket_workflow.c.ticket_id == _ID)
 
 
 @dataclass(frozen=True)
@@ -183,7 +193,13 @@ class TicketRepository:
         delivered: dict[str, dict[str, Any]] = {}
         for row in self.conn.execute(_LOAD_DELIVERED, {"ticket_id": ticket_id}):
             delivered.setdefault(row.system, {})[row.field] = row.value
-        return TicketState(ticket_id, fields, pending, delivered)
+        claims: frozenset[FieldChange] = frozenset()
+        marks: dict[str, datetime] = {}
+        for row in self.conn.execute(_LOAD_WORKFLOW, {"ticket_id": ticket_id}):
+            claims = frozenset(FieldChange("status", c["value"], _provenance_from_json(c["provenance"]))
+                               for c in row.claims)
+            marks = {key: datetime.fromisoformat(at) for key, at in row.marks.items()}
+        return TicketState(ticket_id, fields, pending, delivered, claims, marks)
 
     def save(self, before: TicketState, result: ApplyResult, now: datetime, created: bool = False) -> None:
         """Write what changed between `before` and `result.state`, and append the audit entries.
@@ -197,6 +213,13 @@ class TicketRepository:
                 self.conn.execute(_TOUCH_TICKET, {"b_ticket_id": ticket_id, "b_updated_at": now})
         self._save_pending(ticket_id, before, after, now)
         self._delete_gone(delivered_values, ticket_id, before.delivered, after.delivered)
+        if after.claims != before.claims or after.marks != before.marks:
+            self.conn.execute(_replace(self.conn, ticket_workflow), [{
+                "ticket_id": ticket_id,
+                "claims": [{"value": c.value, "provenance": _provenance_to_json(c.provenance)}
+                           for c in sorted(after.claims, key=FieldChange.precedence)],
+                "marks": {key: at.isoformat() for key, at in sorted(after.marks.items())},
+            }])
         rows = [_audit_row(ticket_id, o, now) for o in result.outcomes if o.kind != "duplicate"]
         if rows:
             self.conn.execute(insert(audit_log), rows)
@@ -303,6 +326,14 @@ class TicketRepository:
         """Append entries to the ticket's history."""
         if outcomes:
             self.conn.execute(insert(audit_log), [_audit_row(ticket_id, o, now) for o in outcomes])
+
+    def audit_note(self, ticket_id: str, kind: str, status: str, now: datetime, reason: str) -> None:
+        """A history entry the hub itself makes about the ticket's status (a dwell alert, an escalation)."""
+        self.conn.execute(insert(audit_log), [{
+            "ticket_id": ticket_id, "field": "status", "outcome": kind, "old_value": status, "new_value": status,
+            "system": "tickethub", "author": "workflow", "author_rank": 0, "source_modified_at": now,
+            "received_at": now, "event_id": f"{kind}:{now.isoformat()}", "target_system": None, "reason": reason,
+            "recorded_at": now}])
 
     def get(self, ticket_id: str) -> TicketView:
         row = self.conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).one_or_none()

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, text
 
+from hub.store.alerts import AlertRepository
 from hub.store.deliveries import DeliveryRepository
 from hub.store.engine import SqliteWriteLock
 from hub.store.inbox import InboxRepository
@@ -166,6 +167,10 @@ class UnitOfWork:
     @property
     def polls(self) -> PollRepository:
         return PollRepository(self.conn)
+
+    @property
+    def alerts(self) -> AlertRepository:
+        return AlertRepository(self.conn)
 
     @property
     def reconcile(self) -> ReconcileRepository:

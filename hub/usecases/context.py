@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from hub.config import Settings
 from hub.core.mapping import MappingSet
+from hub.core.workflow import Workflow
 from hub.store.unit_of_work import Store
 
 
@@ -29,6 +30,7 @@ class Hub:
     # called with the event id after an event is durably accepted; a listener (the relay) publishes it, so
     # the event is stored as dispatched (the sweeper publishes it again if that publish never happens)
     on_accept: list[Callable[[str], None]] = field(default_factory=list)
+    workflow: Workflow | None = None  # the status workflow; None: status is a plain owned field
 
     @property
     def engine(self) -> Engine:

@@ -23,6 +23,7 @@ from hub.core.plugin import ConnectorType
 from hub.core.ports import Connector, ConnectorError, RecordNotFound, SourceRecord
 from hub.registry import connector_type
 from hub.store.unit_of_work import UnitOfWork
+from hub.usecases.alerting import raise_refusals
 from hub.usecases.context import Hub
 
 log = structlog.get_logger("tickethub.services")
@@ -251,12 +252,13 @@ def _ingest(hub: Hub, uow: Any, record: SourceRecord, event_id: str, received_at
 
     before = TicketState(ticket_id) if created else uow.tickets.load_state(ticket_id)
     changes, echoes = _split_hub_echo(hub, record, changes, before)
-    result = apply_changes(before, changes, hub.mappings)
+    result = apply_changes(before, changes, hub.mappings, hub.workflow)
     rejected = tuple(
         Outcome("invalid_value", change, before.fields.get(change.field), reason) for change, reason in untranslatable
     )
     result = ApplyResult(result.state, echoes + rejected + result.outcomes)
     uow.tickets.save(before, result, now, created=created)
+    raise_refusals(hub, uow, ticket_id, result.outcomes, now)
     return Processed(event_id, "processed", ticket_id, created, result.outcomes)
 
 

@@ -47,7 +47,7 @@ def carry_out(hub: Hub, uow: Any, ticket_id: str, proposals: Sequence[Mapping[st
                 a["system"], a["author"], a["author_rank"], a["system_rank"],
                 datetime.fromisoformat(a["modified_at"]) if a["modified_at"] else now, now, event_id)))
     if changes:
-        result = apply_changes(state, changes, hub.mappings)
+        result = apply_changes(state, changes, hub.mappings, hub.workflow)
         state, outcomes = result.state, list(result.outcomes)
     for proposal in proposals:
         if "write" in proposal:

@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any, Protocol
@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import structlog
 
 from hub.core.errors import InvalidValue, TickethubError
+from hub.core.mapping import MappingSet
 from hub.core.ports import BulkReadUnavailable, Connector, ConnectorError
 from hub.usecases.context import Hub
 from hub.usecases.reconcile.decisions import carry_out
@@ -154,7 +155,7 @@ class _RunView:
         return cls(run_id, run["since"], run["systems"], run["tickets"], run["dry_run"], done)
 
     def check(self, hub: Hub) -> TicketCheck:
-        return TicketCheck(hub.mappings, self.checked, hub.settings.hub.clock_skew_seconds, self.dry_run,
+        return TicketCheck(compared_mappings(hub), self.checked, hub.settings.hub.clock_skew_seconds, self.dry_run,
                            self.tickets)
 
 
@@ -187,7 +188,7 @@ def _phase_over(hub: Hub, run_id: int, phase: str, following: str) -> bool:
 def _read(hub: Hub, connector_for: Callable[[str], Connector], run: _RunView, system: str,
           progress: Progress) -> tuple[str, dict[str, Any]]:
     """(state, detail) of reading one system: done, or failed with the reason it is not checked."""
-    mapping = hub.mappings.systems.get(system)
+    mapping = compared_mappings(hub).systems.get(system)
     with hub.store.unit_of_work() as uow:  # a part redone after a crash starts the system again
         uow.reconcile.drop_copies(run.run_id, system)
         uow.commit()
@@ -349,3 +350,18 @@ def _orphans_and_dangling(hub: Hub, uow: Any, run: _RunView) -> Found:
                                "reason": f"the ticket is linked to {system} record {row['local_id']}, which {system} "
                                "no longer has (deleted there?)", "action": "reported"}, None))
     return found
+
+
+def compared_mappings(hub: Hub) -> MappingSet:
+    """The mappings as reconciliation compares copies: under a status workflow, a system that only reports
+    `status` (reads it, does not own it, is not written it) holds its own claim, not a copy of the golden
+    status, so its status is not compared (the workflow has already weighed it)."""
+    if hub.workflow is None:
+        return hub.mappings
+    systems = {}
+    for name, mapping in hub.mappings.systems.items():
+        status = mapping.fields.get("status")
+        if status is not None and not status.writes and not status.owner:
+            mapping = replace(mapping, fields={k: v for k, v in mapping.fields.items() if k != "status"})
+        systems[name] = mapping
+    return MappingSet(systems)
