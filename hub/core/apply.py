@@ -101,8 +101,10 @@ def _settle_status(workflow: Workflow, claims: set[FieldChange], marks: dict, ne
                    mappings: MappingSet) -> list[Outcome]:
     """Settle the claims; what became of each new one; the golden status and the writes it owes.
 
-    A new status goes to every subscriber but the system that reported it. A refused claim has the
-    golden status written back to the system that made it (when its mapping writes `status`)."""
+    A system is owed the golden status (when its mapping writes `status`) unless its own newest claim is
+    that status: so a new status goes to every subscriber but the one that reported it, and a refused
+    claim has the golden status written back to the system that made it. Only the systems whose view
+    may have changed are looked at: all of them when the golden status moved, else those that claimed."""
     current = fields.get("status")
     settled = settle(workflow, claims, marks)
     golden = _golden(settled, claims)
@@ -111,11 +113,12 @@ def _settle_status(workflow: Workflow, claims: set[FieldChange], marks: dict, ne
     if changed:
         assert golden is not None
         fields["status"] = golden
-        change = golden.as_change("status")
         if settled.winner is None or settled.winner not in new_claims:
             reason = "the workflow settles on it now that its evidence or an earlier report has arrived"
-            outcomes.append(Outcome("applied", change, current, reason))
-        _owe(change, current, pending, mappings, outcomes)
+            outcomes.append(Outcome("applied", golden.as_change("status"), current, reason))
+    if golden is not None:
+        looked_at = mappings.subscribers("status") if changed else {c.provenance.system for c in new_claims}
+        _owe_status(sorted(looked_at), golden, current, claims, pending, mappings, outcomes)
     for claim in new_claims:
         verdict = settled.verdicts[claim]
         if verdict.kind == "accepted":
@@ -127,7 +130,6 @@ def _settle_status(workflow: Workflow, claims: set[FieldChange], marks: dict, ne
         else:
             assert verdict.kind in REFUSALS
             outcomes.append(Outcome(verdict.kind, claim, current, verdict.reason))  # type: ignore[arg-type]
-            _write_back_status(claim.provenance.system, fields.get("status"), pending, mappings, outcomes, claim)
     return outcomes
 
 
@@ -141,18 +143,29 @@ def _golden(settled: Settled, claims: set[FieldChange]) -> FieldValue | None:
                                                  first.received_at, first.event_id))
 
 
-def _write_back_status(system: str, golden: FieldValue | None, pending: dict[str, dict[str, PendingWrite]],
-                       mappings: MappingSet, outcomes: list[Outcome], claim: FieldChange) -> None:
-    mapping = mappings.systems[system].fields.get("status") if system in mappings.systems else None
-    if golden is None or mapping is None or not mapping.writes:
-        return
-    try:
-        system_value = mapping.to_system(golden.value, system)
-    except InvalidValue as exc:
-        outcomes.append(Outcome("invalid_value", golden.as_change("status"), golden, str(exc), target=system))
-        return
-    pending.setdefault(system, {})["status"] = PendingWrite(golden.value, mapping.system_field, system_value,
-                                                            golden.provenance)
+def _owe_status(systems: list[str], golden: FieldValue, current: FieldValue | None, claims: set[FieldChange],
+                pending: dict[str, dict[str, PendingWrite]], mappings: MappingSet, outcomes: list[Outcome]) -> None:
+    newest: dict[str, FieldChange] = {}
+    for claim in claims:
+        mine = newest.get(claim.provenance.system)
+        if mine is None or claim.precedence() > mine.precedence():
+            newest[claim.provenance.system] = claim
+    change = golden.as_change("status")
+    for system in systems:
+        mapping = mappings.systems[system].fields.get("status") if system in mappings.systems else None
+        if mapping is None or not mapping.writes:
+            continue
+        if system in newest and newest[system].value == golden.value:
+            pending.get(system, {}).pop("status", None)  # it holds the golden status already
+            continue
+        try:
+            system_value = mapping.to_system(golden.value, system)
+        except InvalidValue as exc:
+            pending.get(system, {}).pop("status", None)
+            outcomes.append(Outcome("invalid_value", change, current, str(exc), target=system))
+            continue
+        pending.setdefault(system, {})["status"] = PendingWrite(golden.value, mapping.system_field, system_value,
+                                                                golden.provenance)
 
 
 def _apply_one(
