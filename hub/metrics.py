@@ -59,7 +59,7 @@ class DeliveryStateCollector:
         yield dead
 
 
-def render(hub: Any) -> bytes:
+def render(hub: Any, service: Any = None) -> bytes:
     """The text exposition: this process's counters (or every tickethub process's, in multiprocess
     mode) and the delivery states read from the database."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -70,4 +70,50 @@ def render(hub: Any) -> bytes:
         counters = generate_latest(REGISTRY)
     states = CollectorRegistry()
     states.register(DeliveryStateCollector(hub))  # type: ignore[arg-type]
+    if service is not None:
+        states.register(ServiceCollector(service))  # type: ignore[arg-type]
     return counters + generate_latest(states)
+
+
+class ServiceCollector:
+    """The service metrics over the last 24 hours (`tickethub stats`), read from the database at scrape time,
+    so that every API instance reports the same figures."""
+
+    def __init__(self, stats: Any):
+        self.stats = stats
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        s = self.stats
+        flow = GaugeMetricFamily("tickethub_flow_seconds", "Created in the hub -> present in every written system, "
+                                 "last 24 h", labels=["quantile"])
+        for quantile, value in (("0.5", s.flow_seconds.p50), ("0.95", s.flow_seconds.p95)):
+            if value is not None:
+                flow.add_metric([quantile], value)
+        waiting = GaugeMetricFamily("tickethub_flow_waiting_tickets", "Tickets of the last 24 h some written "
+                                    "system does not have yet")
+        waiting.add_metric([], s.flow_waiting)
+        states = GaugeMetricFamily("tickethub_state_seconds", "Time tickets stayed in a status, last 24 h",
+                                   labels=["state", "quantile"])
+        for state, spread in s.state_seconds.items():
+            for quantile, value in (("0.5", spread.p50), ("0.95", spread.p95)):
+                if value is not None:
+                    states.add_metric([state, quantile], value)
+        share = GaugeMetricFamily("tickethub_status_evidence_ratio", "Accepted status changes over accepted plus "
+                                  "refused for missing evidence, last 24 h")
+        if s.evidence_share is not None:
+            share.add_metric([], s.evidence_share)
+        refused = GaugeMetricFamily("tickethub_status_refused", "Status changes refused, last 24 h",
+                                    labels=["reason", "system"])
+        for reason, systems in s.status_refused.items():
+            for system, count in systems.items():
+                refused.add_metric([reason, system], count)
+        dwell = GaugeMetricFamily("tickethub_dwell_breaches", "Dwell alerts and escalations raised, last 24 h",
+                                  labels=["kind", "state"])
+        for kind, by_state in s.dwell_breaches.items():
+            for state, count in by_state.items():
+                dwell.add_metric([kind, state], count)
+        first = GaugeMetricFamily("tickethub_first_attempt_success_ratio", "Deliveries delivered at their first "
+                                  "attempt, per system, last 24 h", labels=["system"])
+        for system, ratio in s.first_attempt_success.items():
+            first.add_metric([system], ratio)
+        yield from (flow, waiting, states, share, refused, dwell, first)

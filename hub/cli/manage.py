@@ -43,15 +43,22 @@ def db_upgrade(ctx: typer.Context) -> None:
 
 @mappings_app.command("check")
 def mappings_check(ctx: typer.Context) -> None:
-    """Validate configuration and mappings together; print the ownership matrix and every problem."""
+    """Validate configuration, mappings and the status workflow together; print the ownership matrix, the
+    workflow and every problem."""
     from hub.mapping_files import check_mappings
+    from hub.workflow_files import check_workflow
 
     settings = settings_from(ctx)
     from hub.plugins import connector_schemas
 
     mapping_set, problems = check_mappings(settings.hub.mappings_dir, settings.mapping_names(),
                                            connector_schemas(settings))
-    if mapping_set is not None:
+    path = settings.workflow_path()
+    workflow = None
+    if path is not None:
+        workflow, found = check_workflow(path, list(settings.systems), settings.hub.clock_skew_seconds)
+        problems += found
+    if mapping_set is not None and not problems:
         table = Table(title=f"ownership ({settings.source}; mappings in {settings.hub.mappings_dir})")
         table.add_column("field")
         for system in mapping_set.systems:
@@ -61,6 +68,18 @@ def mappings_check(ctx: typer.Context) -> None:
             table.add_row(name, *(labels[row[s]] for s in mapping_set.systems))
         out.print(table)
         out.print("OWNER: may change the field · r: the hub reads it there · w: the hub writes it there")
+        if workflow is not None:
+            flow = Table(title=f"status workflow ({workflow.source})")
+            for column in ("state", "from", "reported by", "evidence", "dwell / escalate"):
+                flow.add_column(column)
+            for name, rule in workflow.states.items():
+                limits = " / ".join(f"{s / 3600:g} h" for s in (rule.dwell_seconds, rule.escalate_seconds) if s)
+                flow.add_row(name + (" (final)" if rule.terminal else ""), ", ".join(rule.sources) or "(initial)",
+                             ", ".join(rule.by) or "·", "; ".join(e.describe() for e in rule.evidence) or "·",
+                             limits or "·")
+            out.print(flow)
+        else:
+            out.print("no status workflow: status is a plain owned field")
         out.print("[green]no problems[/]")
         return
     fail(f"{len(problems)} problem(s) in the mappings", problems)
@@ -198,3 +217,50 @@ def demo(ctx: typer.Context,
               f"  curl -H 'Authorization: Bearer {token}' '{base}/tickets?system=crm&local_id=CASE-1001'\n"
               f"  open {base}/docs")
     serve_api(hub, token, host, port)
+
+
+@app.command("stats")
+def stats(ctx: typer.Context,
+          since: Annotated[str | None, typer.Option(help="from this time (ISO 8601; default: 24 hours ago)")] = None,
+          as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """Service metrics: flow time across systems, time in each state, status changes accepted and refused,
+    dwell breaches, first-attempt delivery success (README "Service metrics")."""
+    from hub.usecases.stats import service_stats
+
+    report = service_stats(hub_from(ctx), since_option(since))
+    if as_json:
+        out.print_json(json.dumps(report.as_json(), ensure_ascii=False))
+        return
+    out.print(f"[bold]service metrics[/] {report.since.isoformat()} .. {report.until.isoformat()}")
+    flow = report.flow_seconds
+    out.print(f"flow time (created -> in every written system): {flow.count} tickets, p50 {_secs(flow.p50)}, "
+              f"p95 {_secs(flow.p95)}; {report.flow_waiting} still waiting for a system")
+    table = Table(title="time in each state")
+    for column in ("state", "stays", "p50", "p95"):
+        table.add_column(column)
+    for state, spread in report.state_seconds.items():
+        table.add_row(state, str(spread.count), _secs(spread.p50), _secs(spread.p95))
+    out.print(table)
+    share = "n/a" if report.evidence_share is None else f"{report.evidence_share:.1%}"
+    out.print(f"status changes accepted: {report.status_accepted}; with the evidence they needed: {share}")
+    refused = Table(title="status changes refused")
+    for column in ("reason", "system", "count"):
+        refused.add_column(column)
+    for reason, systems in sorted(report.status_refused.items()):
+        for system, count in sorted(systems.items()):
+            refused.add_row(reason, system, str(count))
+    out.print(refused)
+    for kind, states in sorted(report.dwell_breaches.items()):
+        out.print(f"{kind}: " + ", ".join(f"{state} {count}" for state, count in sorted(states.items())))
+    firsts = Table(title="first-attempt delivery success")
+    for column in ("system", "first attempts", "delivered"):
+        firsts.add_column(column)
+    for system, total in sorted(report.first_attempts.items()):
+        firsts.add_row(system, str(total), f"{report.first_attempt_success.get(system, 0):.1%}")
+    out.print(firsts)
+
+
+def _secs(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min" if value < 7200 else f"{value / 3600:.1f} h"

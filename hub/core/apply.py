@@ -121,8 +121,10 @@ def _settle_status(workflow: Workflow, claims: set[FieldChange], marks: dict, ne
         _owe_status(sorted(looked_at), golden, current, claims, pending, mappings, outcomes)
     for claim in new_claims:
         verdict = settled.verdicts[claim]
-        if verdict.kind == "accepted":
-            outcomes.append(Outcome("applied" if changed else "duplicate", claim, current))
+        if changed and claim == settled.winner:  # accepted, or the initial state as first reported
+            outcomes.append(Outcome("applied", claim, current))
+        elif verdict.kind == "accepted":
+            outcomes.append(Outcome("duplicate", claim, current))
         elif verdict.kind == "agrees":
             outcomes.append(Outcome("duplicate", claim, current, verdict.reason))
         elif verdict.kind == "superseded":

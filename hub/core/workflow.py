@@ -53,7 +53,8 @@ class Evidence:
     def describe(self) -> str:
         what = f"`{self.field}`" + (f" = {json.dumps(self.equals, ensure_ascii=False)}" if self.equals is not None
                                      else " set")
-        return what + (f" by {self.source}" if self.source else "")
+        what += f" by {self.source}" if self.source else ""
+        return what + (f" (asked again when older than {self.fresh_seconds:g} s)" if self.fresh_seconds else "")
 
     def matches(self, field_name: str, system: str, value: JsonScalar) -> bool:
         if field_name != self.field or (self.source is not None and system != self.source):

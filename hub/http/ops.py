@@ -11,6 +11,7 @@ from hub import metrics
 from hub.bootstrap import Hub
 from hub.http.views import delivery_json, when
 from hub.usecases.replay import replay_delivery
+from hub.usecases.stats import service_stats
 
 DeliveryState = Literal["pending", "in_flight", "retry_wait", "delivered", "dead", "replayed", "superseded"]
 
@@ -71,7 +72,7 @@ def ops_router(hub: Hub, require_token: Callable[..., None],
 
     @router.get("/metrics", dependencies=authed, summary="Prometheus metrics (text exposition format)")
     def get_metrics() -> Response:
-        return Response(metrics.render(hub), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(metrics.render(hub, service_stats(hub)), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @router.get("/readyz", summary="Ready: the database and the broker answer")
     def readyz() -> JSONResponse:

@@ -18,6 +18,7 @@ from hub.store.engine import SqliteWriteLock
 from hub.store.inbox import InboxRepository
 from hub.store.polls import PollRepository
 from hub.store.reconcile import ReconcileRepository
+from hub.store.stats import StatsRepository
 from hub.store.tickets import TicketRepository
 
 T = TypeVar("T")
@@ -171,6 +172,10 @@ class UnitOfWork:
     @property
     def alerts(self) -> AlertRepository:
         return AlertRepository(self.conn)
+
+    @property
+    def stats(self) -> StatsRepository:
+        return StatsRepository(self.conn)
 
     @property
     def reconcile(self) -> ReconcileRepository:

@@ -21,6 +21,7 @@ from hub.core.mapping import lookup_path
 from hub.core.model import ApplyResult, FieldChange, Outcome, Provenance, TicketState
 from hub.core.plugin import ConnectorType
 from hub.core.ports import Connector, ConnectorError, RecordNotFound, SourceRecord
+from hub.core.workflow import Evidence, last_word
 from hub.registry import connector_type
 from hub.store.unit_of_work import UnitOfWork
 from hub.usecases.alerting import raise_refusals
@@ -79,7 +80,7 @@ def process_event(hub: Hub, event_id: str, connector_for: Callable[[str], Connec
             return Processed(event_id, f"already {event['state']}", event["ticket_id"])
         if not _needs_read(hub, event["system"], connector_for):
             records = _records_or_error(hub, event, None)
-            if hub.engine.dialect.name == "sqlite":
+            if hub.engine.dialect.name == "sqlite" and not _asks_fresh(hub, records, connector_for):
                 processed = _apply_event(hub, uow, event, records, {})
                 return _logged(processed, event["system"])
             new_ids = {} if isinstance(records, Exception) else _reserve_ids(hub, uow, records, event["received_at"])
@@ -93,6 +94,9 @@ def process_event(hub: Hub, event_id: str, connector_for: Callable[[str], Connec
                 new_ids = _reserve_ids(hub, uow, records, event["received_at"])
                 if new_ids:
                     uow.commit()
+    if _asks_fresh(hub, records, connector_for):
+        assert connector_for is not None and not isinstance(records, Exception)
+        records = _with_fresh_evidence(hub, records, connector_for)
     with hub.store.unit_of_work() as uow:
         current = uow.inbox.get(event_id, lock=True)
         if current is None or current["state"] != "received":  # another worker got there first
@@ -151,7 +155,62 @@ def _apply_stored(hub: Hub, event_id: str, connector_for: Callable[[str], Connec
         return event["system"], Processed(event_id, f"already {event['state']}", event["ticket_id"])
     if _needs_read(hub, event["system"], connector_for):
         return None
-    return event["system"], _apply_event(hub, uow, event, _records_or_error(hub, event, None), {}, commit=False)
+    records = _records_or_error(hub, event, None)
+    if _asks_fresh(hub, records, connector_for):
+        return None  # its evidence is asked for over HTTP first, outside any transaction: processed alone
+    return event["system"], _apply_event(hub, uow, event, records, {}, commit=False)
+
+
+def _fresh_evidence(hub: Hub, record: SourceRecord) -> list[Evidence]:
+    """The evidence to ask for afresh before weighing the status `record` claims (e.g. the courier's word on a
+    delivery before "resolved")."""
+    mapping = hub.mappings.systems.get(record.system)
+    field_mapping = mapping.fields.get("status") if mapping is not None else None
+    if hub.workflow is None or field_mapping is None or not field_mapping.reads:
+        return []
+    found, raw = lookup_path(record.fields, field_mapping.system_field)
+    if not found:
+        return []
+    try:
+        rule = hub.workflow.states.get(str(field_mapping.to_canonical(raw)))
+    except InvalidValue:
+        return []
+    return [e for e in rule.evidence if e.fresh_seconds and e.source] if rule is not None else []
+
+
+def _asks_fresh(hub: Hub, records: list[SourceRecord] | Exception,
+                connector_for: Callable[[str], Connector] | None) -> bool:
+    return (connector_for is not None and not isinstance(records, Exception)
+            and any(_fresh_evidence(hub, r) for r in records))
+
+
+def _with_fresh_evidence(hub: Hub, records: list[SourceRecord], connector_for: Callable[[str], Connector]
+                         ) -> list[SourceRecord]:
+    """`records`, preceded by what the evidence's systems say now, where the hub's last word from them is
+    older than the workflow allows (read over HTTP, no transaction open). A system that cannot be asked is
+    logged and the claim is weighed on what is known."""
+    now, wanted = hub.clock(), []
+    with hub.store.unit_of_work() as uow:
+        for record in records:
+            evidence = _fresh_evidence(hub, record)
+            ticket_id = uow.tickets.find_by_xref(record.system, record.local_id) if evidence else None
+            if ticket_id is None:
+                continue
+            marks = uow.tickets.load_state(ticket_id).marks
+            links = uow.tickets.xrefs_of([ticket_id])[ticket_id]
+            for e in evidence:
+                last = last_word(e, marks)
+                if last is None or (now - last).total_seconds() > (e.fresh_seconds or 0):
+                    wanted += [(ticket_id, e.source, local_id) for local_id in links.get(e.source or "", [])]
+    fresh: list[SourceRecord] = []
+    for ticket_id, system, local_id in dict.fromkeys(wanted):
+        assert system is not None
+        try:
+            fresh.extend(connector_for(system).read(local_id))
+            log.info("evidence asked for afresh", ticket_id=ticket_id, system=system, local_id=local_id)
+        except ConnectorError as exc:
+            log.warning("evidence could not be asked for", ticket_id=ticket_id, system=system, error=str(exc))
+    return fresh + records
 
 
 def _needs_read(hub: Hub, system: str, connector_for: Callable[[str], Connector] | None) -> bool:

@@ -52,7 +52,7 @@ def test_resolved_before_the_courier_confirms_delivery_is_refused_and_the_valid_
     state = shipped_ticket()
     result = run(change("status", "resolved", "crm", 40, "e6", author="agent@example.com"), state=state)
     [refused] = [o for o in result.outcomes if o.change.field == "status"]
-    assert refused.kind == "not_allowed" and "shipped -> resolved" in refused.reason
+    assert refused.kind == "no_evidence" and '`shipment.status` = "delivered" by courier' in refused.reason
     assert refused.change.provenance.author == "agent@example.com"
     assert result.state.fields["status"].value == "shipped"
     assert result.state.pending["crm"]["status"].system_value == "Shipped"  # the CRM is told the truth
@@ -90,6 +90,14 @@ def test_a_claim_made_before_its_evidence_existed_stays_refused() -> None:
     late = run(change("shipment.status", "delivered", "courier", 50, "e7"),
                change("status", "delivered", "courier", 50, "e7"), state=early.state)
     assert late.state.fields["status"].value == "delivered"
+
+
+def test_a_transition_the_workflow_does_not_have_is_not_allowed() -> None:
+    state = shipped_ticket()
+    result = run(change("status", "assigned", "crm", 40, "e6"), state=state)
+    [refused] = [o for o in result.outcomes if o.change.field == "status"]
+    assert refused.kind == "not_allowed" and "shipped -> assigned" in refused.reason
+    assert "resolved" in refused.reason  # it says where the ticket may go from here
 
 
 def test_only_the_systems_the_workflow_names_may_report_a_state() -> None:
