@@ -45,6 +45,9 @@ class _FieldSection(StrictModel):
     # what reconciliation does when this system's copy of the field must change: write the winning value
     # back (repair), only report it, or wait for an operator (review)
     reconcile: Literal["repair", "report", "review"] = "repair"
+    # canonical value = the system's value, for a text field the system takes as its own codes (many names
+    # to one code, matched stripped and case-folded); writes only
+    write_values: dict[str, str] | None = None
 
 
 class _MappingFile(StrictModel):
@@ -108,7 +111,13 @@ def _with_schema(mapping: SystemMapping, schema: Mapping[str, Any], problems: li
                                     f"`{fm.system_field}`", 'set direction = "read"'))
             continue
         changes: dict[str, Any] = {}
-        if declared.choices:
+        refused_codes = sorted({code for _, code in fm.write_values
+                                if declared.choices and code not in declared.choices})
+        if refused_codes:
+            problems.append(Problem(mapping.source, f"fields.{name}.write_values", f"{mapping.system} refuses "
+                                    f"`{fm.system_field}` = {', '.join(refused_codes)}; it takes "
+                                    f"{', '.join(declared.choices)}", "map those names to values it takes"))
+        if declared.choices and not fm.write_values:
             writable = [v for v, _ in fm.values if not fm.accepts or v in fm.accepts]
             refused = [v for v in writable if v not in declared.choices]
             if refused:
@@ -197,6 +206,8 @@ def _field(where: str, name: str, section: _FieldSection, problems: list[Problem
     if section.scale is not None and (spec.type not in ("decimal", "integer") or section.scale == 0):
         problems.append(Problem(where, f"{key}.scale", "scale needs a non-zero number on a numeric field",
                                 "remove `scale` or set a non-zero number"))
+    if section.write_values is not None:
+        _check_write_values(where, key, spec.type, section, problems)
     if section.pattern is not None:
         try:
             re.compile(section.pattern)
@@ -218,7 +229,39 @@ def _field(where: str, name: str, section: _FieldSection, problems: list[Problem
         minimum=section.minimum,
         maximum=section.maximum,
         reconcile=section.reconcile,
+        write_values=tuple((section.write_values or {}).items()),
     )
+
+
+def _check_write_values(where: str, key: str, kind: str, section: _FieldSection, problems: list[Problem]) -> None:
+    """A write_values table translates free text into the system's codes: only for text fields, only for
+    writes (many names to one code cannot be read back), and one code per name however it is written."""
+    table = section.write_values or {}
+    at = f"{key}.write_values"
+    if kind not in ("string", "text"):
+        problems.append(Problem(where, at, f"write_values translates text, and this is a {kind} field",
+                                "use `values` for an enum, or remove write_values"))
+    if section.values is not None:
+        problems.append(Problem(where, at, "a field has either `values` or `write_values`, not both",
+                                "remove one of them"))
+    if section.direction != "write":
+        problems.append(Problem(where, at, "write_values is many-to-one, so a value read back could not be "
+                                "translated back", 'set direction = "write"'))
+    if not table:
+        problems.append(Problem(where, at, "the table is empty", 'add e.g. "SF Express" = "shunfeng"'))
+    seen: dict[str, tuple[str, str]] = {}
+    for name, code in table.items():
+        if not name.strip() or not code.strip():
+            problems.append(Problem(where, f"{at}.{name}", "names and the system's values must not be blank",
+                                    "give both"))
+            continue
+        folded = name.strip().casefold()
+        if folded in seen and seen[folded][1] != code:
+            first = seen[folded][0]
+            problems.append(Problem(where, f"{at}.{name}", f"`{name}` and `{first}` are the same name (case and "
+                                    f"spaces aside) but map to `{code}` and `{seen[folded][1]}`",
+                                    "keep one of them"))
+        seen.setdefault(folded, (name, code))
 
 
 def _check_enum(where: str, key: str, choices: tuple[str, ...], section: _FieldSection,

@@ -36,6 +36,10 @@ class FieldMapping:
     minimum: Decimal | None = None
     maximum: Decimal | None = None
     reconcile: Literal["repair", "report", "review"] = "repair"  # when this copy must change (reconciliation)
+    # (canonical value, system value), many-to-one, for a text field written as the system's own codes (e.g.
+    # carrier names -> a courier API's company codes): matched stripped and case-folded; any other value is
+    # refused before sending. Writes only: many-to-one cannot be read back.
+    write_values: tuple[tuple[str, str], ...] = ()
 
     @property
     def reads(self) -> bool:
@@ -77,7 +81,9 @@ class FieldMapping:
         if value is None:
             return None
         out: JsonScalar
-        if self.values:
+        if self.write_values:
+            out = self._write_value(value, system)
+        elif self.values:
             out = next((sys_value for sys_value, canon in self.values
                         if canon == value and (not self.accepts or sys_value in self.accepts)), None)
             if out is None:
@@ -96,6 +102,20 @@ class FieldMapping:
             out = value
         self._check_accepts(out, system)
         return out
+
+    def _write_value(self, value: JsonScalar, system: str) -> str:
+        """The system's code for a name, however it is cased or spaced; a name not in the table is refused
+        here, before sending, since the system would refuse it (or worse, take it for another code)."""
+        wanted = str(value).strip().casefold()
+        for name, system_value in self.write_values:
+            if name.strip().casefold() == wanted:
+                return system_value
+        names: dict[str, str] = {}  # one spelling per name, as the file first gives it
+        for name, _ in self.write_values:
+            names.setdefault(name.strip().casefold(), name.strip())
+        accepted = ", ".join(sorted(names.values(), key=str.casefold))
+        raise InvalidValue(f"{system} does not accept `{self.canonical}` = `{value}` (its field `{self.system_field}`"
+                           f" takes one of {accepted}; add the name to `write_values` in its mapping)")
 
     def _check_accepts(self, out: JsonScalar, system: str) -> None:
         where = f"{system} field `{self.system_field}`"

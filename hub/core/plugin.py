@@ -8,6 +8,8 @@ The hub knows connector types only through these declarations: it validates a sy
 `options`, checks that the keys the type `requires` are set, verifies inbound webhooks with `signature`,
 checks and parses their payloads with `parse_notice` at intake, asks `schema` what the system accepts (to
 refuse a value before it is sent), builds the connector with `build`, and polls the system when `polled`.
+A vendor whose webhooks are not a signed JSON body (e.g. a signed form post) declares `inbound`: how its body
+becomes the payload, and the answer its vendor expects.
 """
 
 from __future__ import annotations
@@ -16,10 +18,31 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hub.core.errors import TickethubError
 from hub.core.ports import Connector, FieldSchema, Notice
 from hub.core.signing import STANDARD_WEBHOOKS, SignatureScheme
 
 ENTRY_POINT_GROUP = "tickethub.connectors"
+
+
+class UnsupportedBody(TickethubError):
+    """A webhook body of a kind the type does not take (its media type or charset): intake answers 415."""
+
+
+@dataclass(frozen=True)
+class InboundFormat:
+    """A vendor's webhook that is not a JSON body (e.g. a signed form post), and the answer it expects.
+
+    Intake still checks the signature first (the type's `signature.verify` gets the headers and the raw
+    body, so it parses the body itself); then `decode` replaces the Content-Type and JSON checks, and every
+    answer, accepted or refused, goes through `reply`, since a vendor that does not get the acknowledgement
+    it expects keeps sending."""
+
+    # (lower-cased headers, raw body) -> the JSON-able payload stored in the inbox and given to parse_notice.
+    # Raises InvalidValue (intake answers 422) or UnsupportedBody (415) saying what is wrong.
+    decode: Callable[[Mapping[str, str], bytes], Any]
+    # (status the hub decided: 202 or a refusal, event id or None, duplicate, reason) -> (HTTP status, JSON body)
+    reply: Callable[[int, str | None, bool, str], tuple[int, Mapping[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -52,6 +75,7 @@ class ConnectorType:
     schema: Callable[[Any], Mapping[str, FieldSchema]] = _no_schema  # (options) -> what the system accepts
     notices_carry_records: bool = False  # True: a notice holds the whole record, nothing is read back
     polled: bool = False  # the system sends no webhooks: beat polls it (its connector has `poll`)
+    inbound: InboundFormat | None = None  # webhooks that are not signed JSON, and the vendor's expected answer
 
     def validate_options(self, raw: Mapping[str, Any]) -> Any:
         """The type's own keys, validated (pydantic's ValidationError if they are wrong)."""

@@ -7,6 +7,11 @@ payload the system's connector cannot parse. Only then is the event committed to
 means stored; a repeated event id answers 202 with `duplicate: true` and changes nothing.
 The signature is the authentication: webhooks need no bearer token. Nothing here logs a secret or a
 signature value.
+
+A system whose connector type declares an inbound format (`ConnectorType.inbound`, e.g. Kuaidi100's signed
+form post) is checked in the same order, except that its `decode` turns the body into the payload in place of
+the Content-Type and JSON checks (415/422 as it says), and every answer, 202 or a refusal, is the one its
+vendor expects (`reply`): a vendor that does not get its acknowledgement keeps sending.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from hub import metrics
 from hub.bootstrap import Hub
 from hub.core.errors import InvalidValue
+from hub.core.plugin import InboundFormat, UnsupportedBody
 from hub.core.signing import DEFAULT_TOLERANCE, SignatureError
 from hub.usecases.ingest import accept_event
 
@@ -97,18 +104,38 @@ class WebhookIntake:
         except SignatureError as exc:
             raise self.reject(401, system, f"signature check failed: {exc}") from None
 
-        problem = _content_type_problem(headers.get("content-type", ""))
-        if problem:
-            raise self.reject(415, system, problem, external_id)
+        inbound = settings.connector_type.inbound
+        if inbound is None:
+            problem = _content_type_problem(headers.get("content-type", ""))
+            if problem:
+                raise self.reject(415, system, problem, external_id)
         try:
-            payload = _parse_json(body)
+            payload = _parse_json(body) if inbound is None else _decoded(inbound, headers, body)
             if len(external_id) > MAX_EVENT_ID or not _EVENT_ID.match(external_id):
                 raise InvalidValue(f"the event id must be 1 to {MAX_EVENT_ID} printable ASCII characters"
                                    " without spaces")
             settings.connector_type.parse_notice(system, payload)
+        except UnsupportedBody as exc:
+            raise self.reject(415, system, str(exc), external_id) from None
         except InvalidValue as exc:
             raise self.reject(422, system, str(exc), external_id) from None
         return external_id, payload
+
+    def inbound(self, system: str) -> InboundFormat | None:
+        """The system's inbound format, if its type declares one (None for an unknown system)."""
+        settings = self.hub.settings.systems.get(system)
+        return settings.connector_type.inbound if settings is not None else None
+
+    def answer(self, system: str, status: int, event_id: str | None, duplicate: bool,
+               reason: str) -> tuple[int, Mapping[str, Any]]:
+        """(HTTP status, JSON body) for what intake decided: the hub's own answer, or the one the system's
+        vendor expects when its type declares an inbound format."""
+        inbound = self.inbound(system)
+        if inbound is not None:
+            return inbound.reply(status, event_id, duplicate, reason)
+        if status == 202:
+            return 202, {"event_id": event_id, "duplicate": duplicate}
+        return status, {"detail": reason}
 
     async def store(self, system: str, external_id: str, payload: Any) -> tuple[str, bool]:
         return await run_in_threadpool(accept_event, self.hub, system, external_id, payload)
@@ -135,11 +162,11 @@ class WebhookIntake:
             external_id, payload = self.check(system, headers, body)
             event_id, duplicate = await self.store(system, external_id, payload)
         except Rejected as exc:
-            await _send_json(send, exc.status, {"detail": exc.reason})
+            await _send_json(send, *self.answer(system, exc.status, None, False, exc.reason))
             return
         except _Disconnected:
             return  # the client went away before sending the whole body: nothing stored, nobody to answer
-        await _send_json(send, 202, {"event_id": event_id, "duplicate": duplicate})
+        await _send_json(send, *self.answer(system, 202, event_id, duplicate, _accepted(duplicate)))
 
     # ---- served (and documented) by FastAPI ----------------------------------------------------
 
@@ -149,26 +176,53 @@ class WebhookIntake:
         @router.post(
             "/webhooks/{system}", status_code=202, response_model=WebhookAccepted,
             summary="Receive a system's signed change notice into the inbox",
-            responses={status: {"model": ErrorBody, "description": text} for status, text in (
-                (401, "no secret configured, or a missing, forged or stale signature"),
-                (404, "unknown system"), (413, "body too large"), (415, "not JSON"),
-                (422, "malformed JSON, or a payload the system's connector cannot parse"))},
+            responses={
+                200: {"description": "stored, answered as the system's vendor expects (a connector type with an "
+                                     "inbound format, e.g. Kuaidi100: `{\"result\": true, \"returnCode\": "
+                                     "\"200\", \"message\": \"成功\"}`); its refusals keep the statuses below"},
+                **{status: {"model": ErrorBody, "description": text} for status, text in (
+                    (401, "no secret configured, or a missing, forged or stale signature"),
+                    (404, "unknown system"), (413, "body too large"), (415, "not JSON"),
+                    (422, "malformed JSON, or a payload the system's connector cannot parse"))}},
             openapi_extra=_OPENAPI_EXTRA,
         )
-        async def receive_webhook(system: str, request: Request) -> WebhookAccepted:
+        async def receive_webhook(system: str, request: Request) -> WebhookAccepted | JSONResponse:
             try:
                 self.known(system)
                 body = await _read_limited(request.headers.get("content-length", ""), request.stream(),
                                            self.max_body_bytes)
                 if body is None:
                     raise self.too_large(system)
-                external_id, payload = self.check(system, request.headers, body)
+                headers: dict[str, str] = {}
+                for name, value in request.headers.items():  # the first of repeated headers, as `serve` takes
+                    headers.setdefault(name.lower(), value)
+                external_id, payload = self.check(system, headers, body)
             except Rejected as exc:
-                raise HTTPException(exc.status, exc.reason) from None
+                if self.inbound(system) is None:
+                    raise HTTPException(exc.status, exc.reason) from None
+                status, content = self.answer(system, exc.status, None, False, exc.reason)
+                return JSONResponse(dict(content), status_code=status)
             event_id, duplicate = await self.store(system, external_id, payload)
-            return WebhookAccepted(event_id=event_id, duplicate=duplicate)
+            if self.inbound(system) is None:
+                return WebhookAccepted(event_id=event_id, duplicate=duplicate)
+            status, content = self.answer(system, 202, event_id, duplicate, _accepted(duplicate))
+            return JSONResponse(dict(content), status_code=status)
 
         return router
+
+
+def _accepted(duplicate: bool) -> str:
+    return "already stored (a duplicate)" if duplicate else "stored"
+
+
+def _decoded(inbound: InboundFormat, headers: Mapping[str, str], body: bytes) -> Any:
+    """The payload of a body in the type's own format, checked like a JSON body for what the inbox can keep."""
+    try:
+        payload = inbound.decode(headers, body)
+    except RecursionError:  # a decoder's JSON nested past Python's limit
+        raise InvalidValue(f"body nests deeper than {MAX_DEPTH} levels") from None
+    _check_storable(payload)
+    return payload
 
 
 async def _send_json(send: Any, status: int, content: Mapping[str, Any]) -> None:
@@ -275,8 +329,9 @@ _OPENAPI_EXTRA: dict[str, Any] = {
         "The system's own change notice as JSON, signed per Standard Webhooks (`webhook-id`, "
         "`webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>`, "
         "5-minute tolerance, any active secret) unless the system's connector declares its vendor's "
-        "scheme (BottleCRM: `X-BottleCRM-Signature`, `X-BottleCRM-Delivery`). No bearer token: the "
-        "signature is the authentication."
+        "scheme (BottleCRM: `X-BottleCRM-Signature`, `X-BottleCRM-Delivery`), or its vendor's own body "
+        "(Kuaidi100: a form post `param=<JSON>&sign=<upper-case hex MD5 of param + salt>`, answered with the "
+        "vendor's acknowledgement). No bearer token: the signature is the authentication."
     ),
     "parameters": [
         {"name": name, "in": "header", "required": False, "schema": {"type": "string"}, "description": text}
