@@ -88,7 +88,9 @@ def _finish(hub: Hub, claim: Claim, result: WriteResult, started: datetime, rng:
         if verdict == "delivered":
             uow.tickets.record_delivered(claim.ticket_id, claim.system,
                                          {name: f["value"] for name, f in claim.fields.items()}, now)
-            if result.local_id and claim.local_id is None:
+            if result.local_id and result.local_id != claim.local_id:
+                # a new record, or one the write moved the ticket to (a courier's new waybill): linked too,
+                # so the system's notices about it find the ticket; the old link stays for its late notices
                 uow.tickets.link(claim.ticket_id, claim.system, result.local_id, now)
             accepted = claim.first_accepted_at
             latency = (now - accepted).total_seconds() if accepted else None
