@@ -8,10 +8,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, insert, literal_column, or_, select, update
+from sqlalchemy import Connection, and_, exists, func, insert, literal_column, or_, select, text, update
 
 from hub.store.dialect import insert_for
 from hub.store.tables import alert_sends, alerts, field_values
+
+
+# written out, not bound, so that the partial index ix_field_values_status_since matches it
+_STATUS_ROWS = text("field_values.field = 'status'")
 
 
 class AlertRepository:
@@ -78,7 +82,7 @@ class AlertRepository:
             already = exists().where(alerts.c.ticket_id == fv.c.ticket_id, alerts.c.kind == kind,
                                      alerts.c.status == state, alerts.c.since == fv.c.source_modified_at)
             query = (select(fv.c.ticket_id, fv.c.source_system, fv.c.author, fv.c.source_modified_at)
-                     .where(fv.c.field == "status", _json_text_is(fv.c.value, state, self.conn.dialect.name),
+                     .where(_STATUS_ROWS, _json_text_is(fv.c.value, state, self.conn.dialect.name),
                             fv.c.source_modified_at <= now - timedelta(seconds=seconds), ~already)
                      .order_by(fv.c.source_modified_at).limit(limit))
             rows += [{"ticket_id": r.ticket_id, "status": state, "system": r.source_system, "author": r.author,

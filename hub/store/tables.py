@@ -97,6 +97,9 @@ field_values = Table(
     Column("source_modified_at", UTCDateTime, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
     Column("event_id", String(255), nullable=False),
+    # the dwell check's scan: tickets by the moment their status was entered (status rows only)
+    Index("ix_field_values_status_since", "source_modified_at",
+          sqlite_where=text("field = 'status'"), postgresql_where=text("field = 'status'")),
 )
 
 xrefs = Table(

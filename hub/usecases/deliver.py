@@ -17,6 +17,7 @@ from hub.core.errors import TickethubError
 from hub.core.ports import Connector, WriteRequest, WriteResult
 from hub.core.retry import RetryPolicy, classify
 from hub.store.deliveries import Claim
+from hub.usecases.alerting import channels_for
 from hub.usecases.context import Hub
 
 log = structlog.get_logger("tickethub.delivery")
@@ -94,6 +95,11 @@ def _finish(hub: Hub, claim: Claim, result: WriteResult, started: datetime, rng:
                 uow.tickets.link(claim.ticket_id, claim.system, result.local_id, now)
             accepted = claim.first_accepted_at
             latency = (now - accepted).total_seconds() if accepted else None
+        if verdict == "dead":  # an operator should look (and replay once the system is fixed)
+            uow.alerts.raise_alert(f"delivery_dead:{claim.delivery_id}", "delivery_dead", now,
+                                   channels_for(hub, "delivery_dead"), ticket_id=claim.ticket_id, system=claim.system,
+                                   facts={"attempts": claim.attempt, "error": (result.error or "")[:500],
+                                          "delivery_id": claim.delivery_id})
         follow_ups = [] if verdict == "retry" else uow.deliveries.schedule(claim.ticket_id, now, [claim.system])
         return verdict, latency, follow_ups
 

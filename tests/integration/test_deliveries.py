@@ -336,6 +336,9 @@ def test_a_refused_write_is_dead_lettered_at_once_with_the_answer(hub: Hub) -> N
     assert [(a["outcome"], a["status_code"]) for a in attempts(hub, delivery_id)] == [("dead", 400)]
     with hub.store.unit_of_work() as uow:
         assert [d["id"] for d in uow.deliveries.find(state="dead")] == [delivery_id]
+        [alert] = uow.alerts.recent()  # an operator is told, once
+    assert (alert["kind"], alert["ticket_id"], alert["system"]) == ("delivery_dead", ticket_id, "erp")
+    assert alert["facts"]["error"] == "HTTP 400: party.phone is invalid"
 
 
 def test_a_replayed_dead_letter_is_written_again_with_the_same_fields(hub: Hub) -> None:

@@ -23,6 +23,8 @@ BIG_ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 
 
 def upgrade() -> None:
+    op.create_index('ix_field_values_status_since', 'field_values', ['source_modified_at'], unique=False,
+                    sqlite_where=sa.text("field = 'status'"), postgresql_where=sa.text("field = 'status'"))
     op.create_table('ticket_workflow',
     sa.Column('ticket_id', sa.String(length=32), nullable=False),
     sa.Column('claims', JSON, nullable=False),
@@ -66,3 +68,4 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_alerts_ticket_id'), table_name='alerts')
     op.drop_table('alerts')
     op.drop_table('ticket_workflow')
+    op.drop_index('ix_field_values_status_since', table_name='field_values')
