@@ -13,7 +13,6 @@ from sqlalchemy import Connection, and_, exists, func, insert, literal_column, o
 from hub.store.dialect import insert_for
 from hub.store.tables import alert_sends, alerts, field_values
 
-
 # written out, not bound, so that the partial index ix_field_values_status_since matches it
 _STATUS_ROWS = text("field_values.field = 'status'")
 
