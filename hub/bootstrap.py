@@ -27,6 +27,7 @@ from hub.store.engine import make_engine
 from hub.store.unit_of_work import Store
 from hub.usecases.context import Hub, utc_now
 from hub.usecases.deliver import max_in_flight
+from hub.usecases.liveness import WorkerIdentity, this_process
 from hub.workflow_files import load_workflow
 
 __all__ = ["Hub", "Runtime", "bootstrap", "current_runtime", "start_runtime", "utc_now", "webhook_secrets"]
@@ -60,6 +61,7 @@ class Runtime:
     _connectors: dict[str, Connector] = field(default_factory=dict)
     _clients: dict[str, httpx.Client] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    identity: WorkerIdentity = field(default_factory=this_process)  # written on the deliveries it claims
 
     def connector(self, system: str) -> Connector:
         with self._lock:

@@ -56,7 +56,7 @@ def process_events(event_ids: list[str]) -> None:
 @celery_app.task(name=publisher.DELIVER, acks_late=True, reject_on_worker_lost=True)
 def deliver(delivery_id: int) -> None:
     runtime = current_runtime()
-    outcome = deliver_once(runtime.hub, delivery_id, runtime.connector)
+    outcome = deliver_once(runtime.hub, delivery_id, runtime.connector, worker=runtime.identity.worker_id)
     metrics.record_delivery(outcome)
     if outcome.kind in ("retry", "busy"):
         runtime.publish_deliveries([delivery_id], countdown=outcome.countdown)

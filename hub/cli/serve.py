@@ -26,9 +26,28 @@ def api(ctx: typer.Context, host: str = "127.0.0.1", port: int = 8000,
     serve_api(hub, token, host, port, relay)
 
 
+def _wait_for_database(hub: Hub) -> None:
+    """Wait (with back-off, a line when it goes and one when it is back) while the database is away: a process
+    started during a database restart waits for it rather than exiting. A wrong URL or credentials exit."""
+    import structlog
+
+    from hub.store.engine import wait_for_database
+
+    say = structlog.get_logger("tickethub.start").warning
+    try:
+        wait_for_database(hub.engine, lambda text: say(text))
+    except Exception as exc:  # noqa: BLE001 (a configuration error: said once, with the fix)
+        from hub.store.engine import reason
+
+        err.print(f"[red]the database at {hub.engine.url.render_as_string()} refuses us: {reason(exc)}; check "
+                  "[hub] database_url (or $TICKETHUB_DATABASE_URL) and the database's users[/]")
+        raise typer.Exit(2) from None
+
+
 def _require_current_schema(hub: Hub) -> None:
     from hub.store.migrate import is_current
 
+    _wait_for_database(hub)
     if not is_current(hub.engine):
         err.print("[red]the database is missing or behind: run `tickethub db upgrade` first[/]")
         raise typer.Exit(2)
@@ -86,12 +105,21 @@ def worker(ctx: typer.Context,
         err.print(f"[red]--queues takes {' and/or '.join(QUEUES)}, not {', '.join(unknown) or 'nothing'}[/]")
         raise typer.Exit(2)
     name = "-".join(logical)
+    heartbeat = None
+    if "deliveries" in logical:  # it claims deliveries: it says it is alive, and takes back what the dead held
+        from hub.usecases.liveness import Heartbeat, take_back_from_dead
+
+        heartbeat = Heartbeat(hub, runtime.identity)
+        heartbeat.start()
+        runtime.publish_deliveries(take_back_from_dead(hub, runtime.identity))
     celery_app.worker_main([
         "worker", "--pool", "threads", "--concurrency", str(concurrency),
         "--queues", ",".join(queue_name(hub.settings, q) for q in logical),
         "--prefetch-multiplier", str(prefetch), "--without-gossip", "--without-mingle", "--without-heartbeat",
         "--hostname", f"tickethub-{name}-{os.getpid()}@%h", "--loglevel", "WARNING",
     ])
+    if heartbeat is not None:
+        heartbeat.stop()
     runtime.close()
 
 
@@ -127,6 +155,7 @@ def up(ctx: typer.Context, host: str = "127.0.0.1", port: int = 8000,
     from hub.store.migrate import upgrade
 
     hub = hub_from(ctx)
+    _wait_for_database(hub)
     upgrade(hub.engine)
     data_dir = hub.settings.hub.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import Receive, Scope, Send
 
 from hub.bootstrap import Hub
@@ -22,8 +24,9 @@ from hub.core.ticket_ids import parse_ticket_id
 from hub.http.ops import ops_router
 from hub.http.reconcile import reconcile_router
 from hub.http.views import audit_json, ticket_json
-from hub.http.webhooks import WebhookIntake
+from hub.http.webhooks import WebhookIntake, database_away
 from hub.plugins import load_webhook_secrets
+from hub.store.engine import unavailable
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -66,6 +69,13 @@ def create_app(hub: Hub, api_token: str, webhook_secrets: Mapping[str, Sequence[
         except InvalidTicketId as exc:
             raise HTTPException(422, str(exc)) from exc
         return ticket_id
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_away(_request: Request, exc: Exception) -> JSONResponse:
+        if not unavailable(exc):
+            raise exc
+        return database_away()
 
     @app.exception_handler(TicketNotFound)
     async def _not_found(_request: Request, exc: TicketNotFound) -> JSONResponse:

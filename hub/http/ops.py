@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from hub import metrics
 from hub.bootstrap import Hub
 from hub.http.views import delivery_json, when
+from hub.store.engine import reason
 from hub.usecases.replay import replay_delivery
 from hub.usecases.stats import service_stats
 
@@ -81,7 +82,7 @@ def ops_router(hub: Hub, require_token: Callable[..., None],
             hub.store.ping()
             report["database"] = "ok"
         except Exception as exc:  # any failure to reach the database means not ready
-            report["database"] = type(exc).__name__
+            report["database"] = f"unavailable: {reason(exc)}"
         if broker_check is not None:
             try:
                 broker_check()

@@ -33,6 +33,7 @@ from hub.bootstrap import Hub
 from hub.core.errors import InvalidValue
 from hub.core.plugin import InboundFormat, UnsupportedBody
 from hub.core.signing import DEFAULT_TOLERANCE, SignatureError
+from hub.store.engine import unavailable
 from hub.usecases.ingest import accept_event
 
 log = structlog.get_logger("tickethub.intake")
@@ -41,6 +42,15 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_DEPTH = 64  # deeper JSON is refused before anything recurses over it
 MAX_EVENT_ID = 190  # the inbox keys events as "<system>:<id>" in 255 characters; system names are <= 64
 _EVENT_ID = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: ids are echoed in logs and URLs
+
+RETRY_AFTER_SECONDS = 5  # what a 503 asks a sender (or reader) to wait while the database is away
+DATABASE_AWAY = "the database is not reachable right now; nothing was stored: send it again later"
+
+
+def database_away() -> JSONResponse:
+    return JSONResponse({"detail": DATABASE_AWAY}, status_code=503,
+                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
 
 class WebhookAccepted(BaseModel):
     event_id: str
@@ -138,7 +148,17 @@ class WebhookIntake:
         return status, {"detail": reason}
 
     async def store(self, system: str, external_id: str, payload: Any) -> tuple[str, bool]:
-        return await run_in_threadpool(accept_event, self.hub, system, external_id, payload)
+        """Commit the event to the inbox; Rejected(503) while the database is away (nothing stored: the
+        sender's retry is the only copy, and it is accepted then)."""
+        try:
+            return await run_in_threadpool(accept_event, self.hub, system, external_id, payload)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            log.warning("webhook not stored: database away", system=system, event_id=external_id,
+                        error=type(exc).__name__)
+            metrics.EVENTS.labels(system, "rejected_503").inc()
+            raise Rejected(503, DATABASE_AWAY) from None
 
     # ---- served as plain ASGI ------------------------------------------------------------------
 
@@ -162,7 +182,8 @@ class WebhookIntake:
             external_id, payload = self.check(system, headers, body)
             event_id, duplicate = await self.store(system, external_id, payload)
         except Rejected as exc:
-            await _send_json(send, *self.answer(system, exc.status, None, False, exc.reason))
+            retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())] if exc.status == 503 else []
+            await _send_json(send, *self.answer(system, exc.status, None, False, exc.reason), extra=retry)
             return
         except _Disconnected:
             return  # the client went away before sending the whole body: nothing stored, nobody to answer
@@ -197,12 +218,13 @@ class WebhookIntake:
                 for name, value in request.headers.items():  # the first of repeated headers, as `serve` takes
                     headers.setdefault(name.lower(), value)
                 external_id, payload = self.check(system, headers, body)
+                event_id, duplicate = await self.store(system, external_id, payload)
             except Rejected as exc:
+                retry = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status == 503 else None
                 if self.inbound(system) is None:
-                    raise HTTPException(exc.status, exc.reason) from None
+                    raise HTTPException(exc.status, exc.reason, headers=retry) from None
                 status, content = self.answer(system, exc.status, None, False, exc.reason)
-                return JSONResponse(dict(content), status_code=status)
-            event_id, duplicate = await self.store(system, external_id, payload)
+                return JSONResponse(dict(content), status_code=status, headers=retry)
             if self.inbound(system) is None:
                 return WebhookAccepted(event_id=event_id, duplicate=duplicate)
             status, content = self.answer(system, 202, event_id, duplicate, _accepted(duplicate))
@@ -225,10 +247,12 @@ def _decoded(inbound: InboundFormat, headers: Mapping[str, str], body: bytes) ->
     return payload
 
 
-async def _send_json(send: Any, status: int, content: Mapping[str, Any]) -> None:
+async def _send_json(send: Any, status: int, content: Mapping[str, Any],
+                     extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]})
+                "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json"),
+                            *extra]})
     await send({"type": "http.response.body", "body": body})
 
 

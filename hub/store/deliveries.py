@@ -27,6 +27,7 @@ from hub.store.tables import (
     field_values,
     inbox_events,
     outbox,
+    worker_heartbeats,
     xrefs,
 )
 
@@ -81,7 +82,7 @@ _TAKE_OUTBOX = (delete(outbox).where(outbox.c.ticket_id == _P("c_ticket"), outbo
 _TO_IN_FLIGHT = (update(deliveries).where(deliveries.c.id == _P("c_id"))
                  .values(state="in_flight", fields=_P("c_fields", type_=JsonValue), attempts=_P("c_attempts"),
                          updated_at=_P("c_now", type_=UTCDateTime), lease_until=_P("c_lease", type_=UTCDateTime),
-                         first_accepted_at=_P("c_first", type_=UTCDateTime)))
+                         first_accepted_at=_P("c_first", type_=UTCDateTime), claimed_by=_P("c_by")))
 _SUPERSEDED = (update(deliveries).where(deliveries.c.id == _P("c_id"))
                .values(state="superseded", updated_at=_P("c_now", type_=UTCDateTime), lease_until=None))
 _MINE = and_(deliveries.c.id == _P("f_id"), deliveries.c.state == "in_flight",
@@ -116,8 +117,8 @@ class DeliveryRepository:
             params["s_systems"] = list(systems)
         return sorted(int(i) for i in self.conn.execute(stmt, params).scalars())
 
-    def claim(self, delivery_id: int, now: datetime, lease: timedelta, max_in_flight: Callable[[str], int]
-              ) -> Claim | str:
+    def claim(self, delivery_id: int, now: datetime, lease: timedelta, max_in_flight: Callable[[str], int],
+              worker: str | None = None) -> Claim | str:
         """Take a due delivery in flight with the newest outbox values; else say why not
         (`gone`, `not_due`, `busy`, `in_flight`, `superseded`)."""
         row = self.conn.execute(_CLAIM_ROW, {"c_id": delivery_id}).one_or_none()
@@ -146,7 +147,8 @@ class DeliveryRepository:
         accepted = [datetime.fromisoformat(f["provenance"]["received_at"]) for f in fields.values()]
         first_accepted = row.first_accepted_at or min(accepted)
         self.conn.execute(_TO_IN_FLIGHT, {"c_id": delivery_id, "c_fields": fields, "c_attempts": row.attempts + 1,
-                                          "c_now": now, "c_lease": now + lease, "c_first": first_accepted})
+                                          "c_now": now, "c_lease": now + lease, "c_first": first_accepted,
+                                          "c_by": worker})
         return Claim(delivery_id, row.ticket_id, row.system, row.local_id, fields, row.attempts + 1, row.created_at,
                      first_accepted)
 
@@ -236,6 +238,35 @@ class DeliveryRepository:
             .where(done, inbox_events.c.received_at >= min(r.received_at for r in stale))
         ).scalar_one_or_none()
         return {r.event_id for r in stale if frontier is None or r.dispatched_at >= frontier}
+
+    def beat(self, worker: str, host: str, pid: int, started_at: datetime, now: datetime) -> None:
+        """A worker that claims deliveries is alive (every few seconds)."""
+        stmt = insert_for(self.conn.dialect.name, worker_heartbeats).values(
+            worker_id=worker, host=host, pid=pid, started_at=started_at, heartbeat_at=now)
+        self.conn.execute(stmt.on_conflict_do_update(index_elements=["worker_id"], set_={"heartbeat_at": now}))
+
+    def forget_worker(self, worker: str) -> None:
+        """A worker that stopped (or is known dead): its claims are taken back by the next sweep."""
+        self.conn.execute(delete(worker_heartbeats).where(worker_heartbeats.c.worker_id == worker))
+
+    def workers_on(self, host: str) -> list[tuple[str, int]]:
+        beats = worker_heartbeats
+        return [(r.worker_id, r.pid) for r in self.conn.execute(
+            select(beats.c.worker_id, beats.c.pid).where(beats.c.host == host))]
+
+    def reclaim(self, now: datetime, dead_before: datetime, limit: int = 1000) -> list[int]:
+        """Deliveries in flight with a worker that is dead (its heartbeat stopped before `dead_before`, or it
+        is gone): their lease is ended now, so the next claim takes them (a new attempt: the dead worker's
+        outcome, should it come back, no longer counts). Claims without a worker wait out their lease."""
+        alive = select(worker_heartbeats.c.worker_id).where(worker_heartbeats.c.heartbeat_at >= dead_before)
+        ids = [int(i) for i in self.conn.execute(
+            select(deliveries.c.id).where(deliveries.c.state == "in_flight", deliveries.c.lease_until > now,
+                                          deliveries.c.claimed_by.isnot(None), deliveries.c.claimed_by.not_in(alive))
+            .order_by(deliveries.c.id).limit(limit)).scalars()]
+        if ids:
+            self.conn.execute(update(deliveries).where(deliveries.c.id.in_(ids), deliveries.c.state == "in_flight")
+                              .values(lease_until=now))
+        return ids
 
     def overdue(self, now: datetime, stale_before: datetime, limit: int = 1000) -> list[int]:
         """Deliveries whose task was lost: pending too long (unless merely queued behind a backlog, as

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -13,8 +15,57 @@ try:
 except ImportError:  # Windows: processes fall back to SQLite's own busy polling
     fcntl = None  # type: ignore[assignment]
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+# what a wrong configuration says (exit with the fix), as opposed to a database that is away for now (wait)
+_MISCONFIGURED = ("password authentication failed", "authentication failed", "does not exist",
+                  "no pg_hba.conf entry", "unable to open database file", "invalid dsn", "invalid connection option")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached right now (down, restarting, the network, every connection busy): worth
+    answering 503 and waiting for, unlike a wrong URL or credentials, which no wait mends."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        said = str(exc.orig if exc.orig is not None else exc).lower()
+        return not any(words in said for words in _MISCONFIGURED)
+    return False
+
+
+def reason(exc: BaseException) -> str:
+    """A short description of why the database is away, with no URL or secret: the driver's first line."""
+    said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = said[0] if said else type(exc).__name__
+    return first.split("://")[0][:200] if "://" in first else first[:200]
+
+
+def wait_for_database(engine: Engine, say: Callable[[str], None], sleep: Callable[[float], None] = time.sleep,
+                      longest: float = 5.0) -> None:
+    """Return once the database answers; wait with back-off while it is away (saying so once, and once when
+    it is back). A configuration error is raised at once."""
+    delay, waiting = 0.25, False
+    while True:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            if not waiting:
+                say(f"waiting for the database at {engine.url.render_as_string()}: {reason(exc)}")
+                waiting = True
+            sleep(delay)
+            delay = min(delay * 2, longest)
+            continue
+        if waiting:
+            say("the database answers again")
+        return
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -184,6 +184,8 @@ deliveries = Table(
     Column("last_status", Integer, nullable=True),
     Column("last_error", Text, nullable=True),
     Column("replayed_as", BigInteger().with_variant(Integer(), "sqlite"), nullable=True),
+    # the worker holding it in flight (host:pid:start); a worker whose heartbeat stopped is dead for everyone
+    Column("claimed_by", String(160), nullable=True),
     Index("ix_deliveries_state", "state", "next_attempt_at"),
     Index("ix_deliveries_ticket", "ticket_id", "system"),
     # at most one delivery in progress per (ticket, system): writes to one record never overtake each other
@@ -341,4 +343,15 @@ alert_sends = Table(
     Column("sent_at", UTCDateTime, nullable=True),
     Column("last_error", Text, nullable=True),
     Index("ix_alert_sends_state", "state", "next_attempt_at"),
+)
+
+worker_heartbeats = Table(
+    "worker_heartbeats",
+    metadata,
+    # each worker process that claims deliveries, while it lives: its claims are reclaimed soon after it stops
+    Column("worker_id", String(160), primary_key=True),  # host:pid:start
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
 )

@@ -43,12 +43,15 @@ def max_in_flight(hub: Hub, system: str) -> int:
 
 
 def deliver_once(hub: Hub, delivery_id: int, connector_for: Callable[[str], Connector],
-                 rng: Random | None = None) -> DeliverOutcome:
+                 rng: Random | None = None, worker: str | None = None) -> DeliverOutcome:
+    """`worker`: the claiming process's identity (`hub.usecases.liveness`), so that its claims are taken back
+    soon after it dies; without one a claim waits out its lease."""
     rng = rng or _JITTER
     started = hub.clock()
     lease = timedelta(seconds=hub.settings.delivery.lease_seconds)
     claim = hub.store.together(
-        lambda uow: uow.deliveries.claim(delivery_id, started, lease, lambda system: max_in_flight(hub, system)),
+        lambda uow: uow.deliveries.claim(delivery_id, started, lease, lambda system: max_in_flight(hub, system),
+                                         worker),
         anywhere=True)
     if isinstance(claim, str):
         countdown = 0.5 + rng.random() if claim == "busy" else None

@@ -18,7 +18,9 @@ def sweep_once(hub: Hub) -> tuple[list[str], list[int]]:
     stale = now - timedelta(seconds=hub.settings.delivery.redispatch_after_seconds)
     with hub.store.unit_of_work() as uow:
         events = uow.deliveries.take_undispatched_events(now, 1000, stale_before=stale)
-        delivery_ids = uow.deliveries.overdue(now, stale)
+        dead_before = now - timedelta(seconds=hub.settings.delivery.worker_dead_after_seconds)
+        delivery_ids = uow.deliveries.reclaim(now, dead_before)  # their workers died: taken back now
+        delivery_ids += [i for i in uow.deliveries.overdue(now, stale) if i not in delivery_ids]
         for ticket_id in uow.deliveries.unscheduled_tickets():
             delivery_ids.extend(uow.deliveries.schedule(ticket_id, now))
         uow.commit()

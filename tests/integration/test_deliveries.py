@@ -28,6 +28,7 @@ from hub.store.deliveries import Claim
 from hub.store.tables import deliveries
 from hub.usecases.deliver import DeliverOutcome, deliver_once
 from hub.usecases.ingest import accept_event
+from hub.usecases.liveness import WorkerIdentity, heartbeat, take_back_from_dead, this_process
 from hub.usecases.process import Processed, process_event
 from hub.usecases.replay import replay_delivery
 from hub.usecases.sweep import sweep_once
@@ -626,3 +627,61 @@ def test_sweep_schedules_deliveries_for_outbox_rows_left_without_one(hub: Hub) -
     erp = FakeSystem("erp")
     deliver(hub, next(d for d in scheduled if reload(hub, d)["system"] == "erp"), erp)
     assert erp.written == [{"party.name": "Ada", "party.phone": PHONE}]
+
+
+# ---- workers that die: taken back in seconds, not after the lease ---------------------------------------
+
+def test_a_dead_workers_write_is_taken_back_within_seconds_and_its_late_outcome_does_not_count(
+        hub: Hub, clock: Clock) -> None:
+    """A worker that claimed a write and stopped beating is dead after `worker_dead_after_seconds`: the next
+    sweep takes its write back (long before the lease), the next worker sends the same fields, and should the
+    first one come back with an outcome, it is recorded as late, never over the newer claim."""
+    ticket_id = new_case(hub).ticket_id
+    delivery_id = delivery_to(hub, ticket_id, "erp")["id"]
+    ghost = this_process(clock())
+    heartbeat(hub, ghost)
+    with hub.store.unit_of_work() as uow:
+        lost = uow.deliveries.claim(delivery_id, clock(), timedelta(seconds=hub.settings.delivery.lease_seconds),
+                                    lambda _system: 100, worker="elsewhere:4242:1")
+        uow.commit()
+    assert isinstance(lost, Claim)
+    clock.now += timedelta(seconds=3)
+    assert delivery_id in sweep_once(hub)[1]  # "elsewhere" never beat at all: dead at once
+
+    ticket_2 = new_case(hub, "CASE-2").ticket_id
+    second = delivery_to(hub, ticket_2, "erp")["id"]
+    heartbeat(hub, ghost)
+    with hub.store.unit_of_work() as uow:
+        held = uow.deliveries.claim(second, clock(), timedelta(seconds=hub.settings.delivery.lease_seconds),
+                                    lambda _system: 100, worker=ghost.worker_id)
+        uow.commit()
+    assert isinstance(held, Claim)
+    clock.now += timedelta(seconds=hub.settings.delivery.worker_dead_after_seconds - 1)
+    assert second not in sweep_once(hub)[1]  # its worker beat recently: alive, its write is its own
+    clock.now += timedelta(seconds=2)
+    assert second in sweep_once(hub)[1]  # silent too long: dead
+
+    erp = FakeSystem("erp")
+    assert deliver(hub, second, erp).kind == "delivered"
+    assert erp.written == [held.system_fields()] and erp.requests[0].attempt == 2
+    with hub.store.unit_of_work() as uow:  # the ghost comes back with its answer: too late, nothing changes
+        assert not uow.deliveries.finish(held, "delivered", clock(), 200, None)
+    assert reload(hub, second)["attempts"] == 2 and reload(hub, second)["state"] == "delivered"
+
+
+def test_a_worker_starting_on_a_host_takes_back_at_once_what_its_dead_predecessors_held(
+        hub: Hub, clock: Clock) -> None:
+    """After a crash of `tickethub up`, the new deliveries worker finds the old workers of its host gone (their
+    processes no longer run) and takes their writes back before any timeout."""
+    ticket_id = new_case(hub).ticket_id
+    delivery_id = delivery_to(hub, ticket_id, "erp")["id"]
+    me = this_process(clock())
+    dead = WorkerIdentity(f"{me.host}:999999:1", me.host, 999_999, clock())  # no such process
+    heartbeat(hub, dead)
+    with hub.store.unit_of_work() as uow:
+        uow.deliveries.claim(delivery_id, clock(), timedelta(seconds=hub.settings.delivery.lease_seconds),
+                             lambda _system: 100, worker=dead.worker_id)
+        uow.commit()
+    assert take_back_from_dead(hub) == []  # by heartbeat alone it is not dead yet
+    assert take_back_from_dead(hub, me) == [delivery_id]
+    assert deliver(hub, delivery_id, FakeSystem("erp")).kind == "delivered"
