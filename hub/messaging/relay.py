@@ -13,6 +13,7 @@ from typing import Protocol
 
 import structlog
 
+from hub.store.engine import reason
 from hub.store.unit_of_work import Store
 
 
@@ -53,6 +54,7 @@ class Relay(threading.Thread):
         self._told: dict[str, None] = {}  # insertion-ordered, told twice is published once
         self._told_lock = threading.Lock()
         self._scanned_at = -math.inf
+        self._failing = False
 
     def notify(self, event_id: str | None = None) -> None:
         if event_id is not None:
@@ -75,8 +77,14 @@ class Relay(threading.Thread):
                 while (handled := self.relay_once()) >= self.batch:
                     pass
                 self._last_round = handled
-            except Exception:  # keep relaying; the sweeper covers whatever this round missed
-                log.exception("relay round failed")
+                if self._failing:
+                    log.info("relay rounds succeed again")
+                self._failing = False
+            except Exception as exc:  # keep relaying; the sweeper covers whatever this round missed
+                if not self._failing:  # once per outage, not five times a second while the database is away
+                    log.warning("relay round failed; retrying every round until it works", error=type(exc).__name__,
+                                detail=reason(exc))
+                self._failing = True
 
     def relay_once(self) -> int:
         """Publish one batch: the events intake told about, and (once per interval) any found undispatched.
