@@ -1,15 +1,16 @@
 """Publishing task messages to the broker, by task name, many at a time.
 
 Celery's own `apply_async` (routing, signals, argument repr, the retry wrapper around each write) cost
-more than the broker write itself, and an event publishes five deliveries; so the message is built here,
-as Celery's protocol 2 in JSON would be. A write that fails hands what is left to `send_task`, which
-reconnects and retries as configured. Tasks are named, not imported: the tasks module (an entrypoint)
-sits above everything that publishes.
+more than the broker write itself, and an event publishes five deliveries; so messages are published here
+on one producer, many per connection. Each message is built by Celery itself (`app.amqp.as_task_v2`, the
+protocol-2 builder `send_task` uses), so a Celery upgrade that changes the wire format changes it here
+too; tests/unit/test_publisher.py checks a message against one `send_task` publishes. A write that fails
+hands what is left to `send_task`, which reconnects and retries as configured. Tasks are named, not
+imported: the tasks module (an entrypoint) sits above everything that publishes.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import uuid
@@ -40,11 +41,11 @@ def publish(app: Celery, task_name: str, arguments: list[tuple[object, ...]], co
     eta = (datetime.now(UTC) + timedelta(seconds=countdown)).isoformat() if countdown else None
     with app.producer_or_acquire() as producer:
         for done, args in enumerate(arguments):
-            body, options = _task_message(task_name, args, eta)
+            message = task_message(app, task_name, args, eta)
             try:
-                producer.publish(body, **options, exchange="", routing_key=queue.name,
-                                 declare=[queue] if done == 0 else [], retry=False, delivery_mode=2,
-                                 content_type="application/json", content_encoding="utf-8")
+                producer.publish(message.body, headers=message.headers, **message.properties, exchange="",
+                                 routing_key=queue.name, declare=[queue] if done == 0 else [], retry=False,
+                                 delivery_mode=2, serializer="json")
             except Exception:  # noqa: BLE001 (the connection broke: let Celery reconnect and retry)
                 log.warning("publishing directly failed; handing the rest to Celery", task=task_name,
                             left=len(arguments) - done, exc_info=True)
@@ -53,18 +54,14 @@ def publish(app: Celery, task_name: str, arguments: list[tuple[object, ...]], co
                 return
 
 
-def _task_message(name: str, args: tuple[object, ...], eta: str | None) -> tuple[str, dict[str, Any]]:
-    """(body, publish options) of a Celery protocol-2 task message with positional `args`."""
+def task_message(app: Celery, name: str, args: tuple[object, ...], eta: str | None) -> Any:
+    """A Celery protocol-2 task message (headers, properties, body) for `name` with positional `args`, built by
+    Celery's own builder, as `send_task` would (the argument repr given, so that none is computed twice)."""
     task_id = str(uuid.uuid4())
-    body = json.dumps([list(args), {}, _NO_CANVAS], separators=(",", ":"))
-    headers: dict[str, Any] = {"lang": "py", "task": name, "id": task_id, "shadow": None, "eta": eta, "expires": None,
-               "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
-               "parent_id": None, "argsrepr": repr(args)[:1024], "kwargsrepr": "{}", "origin": _origin(),
-               "ignore_result": True, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {}}
-    return body, {"headers": headers, "correlation_id": task_id, "reply_to": ""}
+    return app.amqp.as_task_v2(task_id, name, args=list(args), kwargs={}, eta=eta, argsrepr=repr(args)[:1024],
+                               kwargsrepr="{}", origin=_origin(), ignore_result=None)
 
 
-_NO_CANVAS = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 _ORIGIN: tuple[int, str] | None = None
 
 
