@@ -115,7 +115,8 @@ def database_restart(total: int = 200) -> dict[str, Any]:
                 for n in range(total):
                     while True:
                         try:
-                            answer = hub.send(f"evt-{n}", crm_case(f"CASE-{n}", 0, contact={"phone": f"+44 9999 {n:04d}"}))
+                            case = crm_case(f"CASE-{n}", 0, contact={"phone": f"+44 9999 {n:04d}"})
+                            answer = hub.send(f"evt-{n}", case)
                         except Exception:  # noqa: BLE001
                             time.sleep(0.2)
                             continue
