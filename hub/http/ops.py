@@ -1,5 +1,8 @@
 """Operations endpoints: deliveries and their dead letters, replay, Prometheus metrics, readiness."""
 
+import math
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -17,11 +20,31 @@ from hub.usecases.stats import service_stats
 DeliveryState = Literal["pending", "in_flight", "retry_wait", "delivered", "dead", "replayed", "superseded"]
 
 
+SERVICE_STATS_SECONDS = 30.0  # the service metrics scan a day of history: computed at most this often per process
+
+
+class _Recent:
+    """A value computed at most once per `seconds` (the last one is served meanwhile)."""
+
+    def __init__(self, compute: Callable[[], Any], seconds: float):
+        self.compute, self.seconds = compute, seconds
+        self._value: Any = None
+        self._at = -math.inf
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if time.monotonic() - self._at >= self.seconds:
+                self._value, self._at = self.compute(), time.monotonic()
+            return self._value
+
+
 def ops_router(hub: Hub, require_token: Callable[..., None],
                publish_deliveries: Callable[[list[int]], None] | None = None,
                broker_check: Callable[[], None] | None = None) -> APIRouter:
     router = APIRouter()
     authed = [Depends(require_token)]
+    service = _Recent(lambda: service_stats(hub), SERVICE_STATS_SECONDS)
 
     @router.get("/deliveries", dependencies=authed, summary="Deliveries, newest first (dead letters: state=dead)")
     def list_deliveries(state: DeliveryState | None = None, system: str | None = None,
@@ -73,7 +96,7 @@ def ops_router(hub: Hub, require_token: Callable[..., None],
 
     @router.get("/metrics", dependencies=authed, summary="Prometheus metrics (text exposition format)")
     def get_metrics() -> Response:
-        return Response(metrics.render(hub, service_stats(hub)), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(metrics.render(hub, service.get()), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @router.get("/readyz", summary="Ready: the database and the broker answer")
     def readyz() -> JSONResponse:
