@@ -22,6 +22,7 @@ from hub.core.ports import Connector
 from hub.mapping_files import load_mappings
 from hub.messaging import publisher
 from hub.messaging.celery_app import celery_app, configure_celery
+from hub.outbound import AsyncSender
 from hub.plugins import build_connector, connector_schemas, load_credentials, load_webhook_secrets
 from hub.store.engine import make_engine
 from hub.store.unit_of_work import Store
@@ -33,6 +34,7 @@ from hub.workflow_files import load_workflow
 __all__ = ["Hub", "Runtime", "bootstrap", "current_runtime", "start_runtime", "utc_now", "webhook_secrets"]
 
 EVENT_BATCH = 20
+DELIVERY_BATCH = 8  # deliveries per task message: one event's fan-out travels (and is sent) together
 READ_CONNECTIONS = 4  # per system, beside one for each write it may have in flight
 
 
@@ -62,6 +64,7 @@ class Runtime:
     _clients: dict[str, httpx.Client] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     identity: WorkerIdentity = field(default_factory=this_process)  # written on the deliveries it claims
+    _sender: AsyncSender | None = None
 
     def connector(self, system: str) -> Connector:
         with self._lock:
@@ -86,6 +89,8 @@ class Runtime:
         with self._lock:
             for client in self._clients.values():
                 client.close()
+            if self._sender is not None:
+                self._sender.close()
 
     def publish_events(self, event_ids: Iterable[str]) -> None:
         """In messages of up to EVENT_BATCH events: the broker's cost is per message, and a burst still
@@ -111,7 +116,18 @@ class Runtime:
             return self._clients["(alerts)"]
 
     def publish_deliveries(self, delivery_ids: Iterable[int], countdown: float | None = None) -> None:
-        publisher.publish(celery_app, publisher.DELIVER, [(delivery_id,) for delivery_id in delivery_ids], countdown)
+        """In messages of up to DELIVERY_BATCH deliveries: a task claims, sends and records them together."""
+        ids = list(delivery_ids)
+        publisher.publish(celery_app, publisher.DELIVER_BATCH,
+                          [(ids[i:i + DELIVERY_BATCH],) for i in range(0, len(ids), DELIVERY_BATCH)], countdown)
+
+    @property
+    def sender(self) -> AsyncSender:
+        """The process's event loop for HTTP writes (started on first use)."""
+        with self._lock:
+            if self._sender is None:
+                self._sender = AsyncSender(self.hub.settings.delivery.timeout_seconds)
+            return self._sender
 
 
 _current: Runtime | None = None

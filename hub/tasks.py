@@ -15,7 +15,7 @@ from hub.messaging import publisher
 from hub.messaging.celery_app import celery_app
 from hub.store.reconcile import RunInProgress
 from hub.usecases.alerting import due_sends, raise_dwell_breaches, send_one
-from hub.usecases.deliver import deliver_once
+from hub.usecases.deliver import deliver_many
 from hub.usecases.poll import poll_system
 from hub.usecases.process import process_events as process_events_now
 from hub.usecases.reconcile import (
@@ -53,14 +53,26 @@ def process_events(event_ids: list[str]) -> None:
     runtime.publish_deliveries(deliveries)
 
 
+@celery_app.task(name=publisher.DELIVER_BATCH, acks_late=True, reject_on_worker_lost=True)
+def deliver_batch(delivery_ids: list[int]) -> None:
+    """Deliveries published together: claimed, sent (HTTP writes all at once on the worker's event loop) and
+    recorded together, each with its own outcome; retries are scheduled by Celery (a countdown each)."""
+    runtime = current_runtime()
+    outcomes = deliver_many(runtime.hub, delivery_ids, runtime.connector, worker=runtime.identity.worker_id,
+                            sender=runtime.sender)
+    follow_ups: list[int] = []
+    for delivery_id, outcome in zip(delivery_ids, outcomes, strict=True):
+        metrics.record_delivery(outcome)
+        if outcome.kind in ("retry", "busy"):
+            runtime.publish_deliveries([delivery_id], countdown=outcome.countdown)
+        follow_ups.extend(outcome.follow_ups)
+    runtime.publish_deliveries(follow_ups)
+
+
 @celery_app.task(name=publisher.DELIVER, acks_late=True, reject_on_worker_lost=True)
 def deliver(delivery_id: int) -> None:
-    runtime = current_runtime()
-    outcome = deliver_once(runtime.hub, delivery_id, runtime.connector, worker=runtime.identity.worker_id)
-    metrics.record_delivery(outcome)
-    if outcome.kind in ("retry", "busy"):
-        runtime.publish_deliveries([delivery_id], countdown=outcome.countdown)
-    runtime.publish_deliveries(outcome.follow_ups)
+    """One delivery: a message published before deliveries were batched."""
+    deliver_batch([delivery_id])
 
 
 @celery_app.task(name=publisher.SWEEP, acks_late=True)

@@ -33,6 +33,8 @@ from hub.core.ports import (
     BulkReadUnavailable,
     ConnectorError,
     FieldSchema,
+    HttpAnswer,
+    HttpWrite,
     Notice,
     SourceRecord,
     TransientReadError,
@@ -113,7 +115,8 @@ class GenericConnector:
     def create(self, request: WriteRequest) -> WriteResult:
         return self.write(request)
 
-    def write(self, request: WriteRequest) -> WriteResult:
+    def prepare(self, request: WriteRequest) -> HttpWrite:
+        """The signed POST of one write (the hub sends it on its async client, or `write` on httpx)."""
         body = json.dumps({
             "type": "ticket.fields",
             "delivery_id": request.delivery_id,
@@ -124,21 +127,31 @@ class GenericConnector:
         msg_id, timestamp = f"delivery-{request.delivery_id}", int(time.time())
         headers = {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(timestamp),
                    "webhook-signature": sign_standard(self.secret, msg_id, timestamp, body)}
+        return HttpWrite("POST", self.url, headers, body)
+
+    def result(self, answer: HttpAnswer) -> WriteResult:
+        if answer.status is None:
+            return WriteResult(None, error=answer.error)
+        retry_after = parse_retry_after(answer.headers.get("retry-after"), time.time())
+        if 200 <= answer.status < 300:
+            return WriteResult(answer.status, local_id=_local_id(answer.body))
+        text = answer.body.decode("utf-8", "replace")
+        return WriteResult(answer.status, retry_after, f"HTTP {answer.status}: {text[:300]}")
+
+    def write(self, request: WriteRequest) -> WriteResult:
+        out = self.prepare(request)
         try:
-            response = self.client.post(self.url, content=body, headers=headers)
+            response = self.client.request(out.method, out.url, content=out.body, headers=dict(out.headers))
         except httpx.TimeoutException as exc:
-            return WriteResult(None, error=f"timed out: {type(exc).__name__}")
+            return self.result(HttpAnswer(None, {}, b"", f"timed out: {type(exc).__name__}"))
         except httpx.HTTPError as exc:
-            return WriteResult(None, error=f"no answer: {type(exc).__name__}: {exc}"[:300])
-        retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
-        if response.is_success:
-            return WriteResult(response.status_code, local_id=_local_id(response))
-        return WriteResult(response.status_code, retry_after, f"HTTP {response.status_code}: {response.text[:300]}")
+            return self.result(HttpAnswer(None, {}, b"", f"no answer: {type(exc).__name__}: {exc}"[:300]))
+        return self.result(HttpAnswer(response.status_code, response.headers, response.content))
 
 
-def _local_id(response: httpx.Response) -> str | None:
+def _local_id(body: bytes) -> str | None:
     try:
-        data = response.json()
+        data = json.loads(body)
     except ValueError:
         return None
     value = data.get("local_id") if isinstance(data, dict) else None

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from hub.core.canonical import JsonScalar
 from hub.core.errors import TickethubError
@@ -103,6 +103,41 @@ class WriteResult:
     error: str | None = None  # a short description, never a secret
     local_id: str | None = None  # the record's ID if the system reported it (e.g. it created one)
     permanent: bool = False  # no retry can help (e.g. the system cannot be written to as configured)
+
+
+@dataclass(frozen=True)
+class HttpWrite:
+    """A write that is one HTTP request: what to send. The hub sends these on its own async client (many at a
+    time from one event loop per worker process), and hands the answer back to the connector to read."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    """What came back for an HttpWrite: the status, headers (lower-case names) and body; or, with no
+    answer at all (timeout, refused), `status` None and `error` saying why."""
+
+    status: int | None
+    headers: Mapping[str, str]
+    body: bytes
+    error: str | None = None
+
+
+@runtime_checkable
+class HttpWriter(Protocol):
+    """A connector whose write is one HTTP request (the generic type): the hub may send it itself."""
+
+    def prepare(self, request: WriteRequest) -> HttpWrite:
+        """The request to send for this write (signed, ready to go)."""
+        ...
+
+    def result(self, answer: HttpAnswer) -> WriteResult:
+        """What the answer means (never raises)."""
+        ...
 
 
 class Writer(Protocol):

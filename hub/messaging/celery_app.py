@@ -91,6 +91,7 @@ def configure_celery(settings: Settings) -> Celery:
             "tickethub.sweep": {"queue": events},
             "tickethub.poll": {"queue": events},
             "tickethub.deliver": {"queue": deliveries},
+            "tickethub.deliver_batch": {"queue": deliveries},
             # a run takes minutes: on the deliveries workers' many threads, never holding up events
             "tickethub.reconcile": {"queue": deliveries},
             "tickethub.reconcile_read": {"queue": deliveries},

@@ -23,7 +23,8 @@ from celery import Celery
 log = structlog.get_logger("tickethub.publisher")
 
 PROCESS_EVENTS = "tickethub.process_events"
-DELIVER = "tickethub.deliver"
+DELIVER = "tickethub.deliver"  # one delivery (still consumed: messages queued before batches existed)
+DELIVER_BATCH = "tickethub.deliver_batch"  # several deliveries, sent together from the worker's event loop
 SWEEP = "tickethub.sweep"
 POLL = "tickethub.poll"
 RECONCILE = "tickethub.reconcile"

@@ -5,16 +5,18 @@ record the outcome (one transaction; both are shared with other threads' claims 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from random import Random
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from hub.core.errors import TickethubError
-from hub.core.ports import Connector, WriteRequest, WriteResult
+from hub.core.ports import Connector, HttpAnswer, HttpWrite, HttpWriter, WriteRequest, WriteResult
 from hub.core.retry import RetryPolicy, classify
 from hub.store.deliveries import Claim
 from hub.usecases.alerting import channels_for
@@ -43,50 +45,111 @@ def max_in_flight(hub: Hub, system: str) -> int:
 
 
 def deliver_once(hub: Hub, delivery_id: int, connector_for: Callable[[str], Connector],
-                 rng: Random | None = None, worker: str | None = None) -> DeliverOutcome:
-    """`worker`: the claiming process's identity (`hub.usecases.liveness`), so that its claims are taken back
+                 rng: Random | None = None, worker: str | None = None,
+                 sender: Sender | None = None) -> DeliverOutcome:
+    """One delivery (`deliver_many` with one id)."""
+    return deliver_many(hub, [delivery_id], connector_for, rng, worker, sender)[0]
+
+
+def deliver_many(hub: Hub, delivery_ids: Sequence[int], connector_for: Callable[[str], Connector],
+                 rng: Random | None = None, worker: str | None = None,
+                 sender: Sender | None = None) -> list[DeliverOutcome]:
+    """Several deliveries, each with its own claim, attempt and outcome, as if delivered one by one, but
+    claimed together, sent together and recorded together.
+
+    Claims and outcomes each share a transaction (`Store.together_each`: one that fails is run again alone).
+    A write its connector can express as one HTTP request (`HttpWriter`) goes out on `sender`, the worker's
+    event loop, all of them at once; the others are written by their connectors in this thread meanwhile.
+    `worker`: the claiming process's identity (`hub.usecases.liveness`), so that its claims are taken back
     soon after it dies; without one a claim waits out its lease."""
     rng = rng or _JITTER
     started = hub.clock()
     lease = timedelta(seconds=hub.settings.delivery.lease_seconds)
-    claim = hub.store.together(
-        lambda uow: uow.deliveries.claim(delivery_id, started, lease, lambda system: max_in_flight(hub, system),
-                                         worker),
-        anywhere=True)
-    if isinstance(claim, str):
-        countdown = 0.5 + rng.random() if claim == "busy" else None
-        return DeliverOutcome(claim, countdown)
+    ids = list(dict.fromkeys(delivery_ids))
+    claims = hub.store.together_each(
+        [partial(_claim, hub, delivery_id, started, lease, worker) for delivery_id in ids], anywhere=True)
+    outcomes: dict[int, DeliverOutcome] = {}
+    held: list[tuple[Claim, Connector | TickethubError]] = []
+    for delivery_id, claim in zip(ids, claims, strict=True):
+        if isinstance(claim, BaseException):
+            raise claim
+        if isinstance(claim, str):
+            outcomes[delivery_id] = DeliverOutcome(claim, 0.5 + rng.random() if claim == "busy" else None)
+            continue
+        try:
+            held.append((claim, connector_for(claim.system)))
+        except TickethubError as exc:
+            held.append((claim, exc))
 
-    bound = log.bind(ticket_id=claim.ticket_id, system=claim.system, delivery_id=delivery_id, attempt=claim.attempt)
-    try:
-        connector = connector_for(claim.system)
-    except TickethubError as exc:
-        result = WriteResult(None, error=str(exc), permanent=True)
-    else:
-        result = connector.write(WriteRequest(
-            delivery_id, claim.ticket_id, claim.system, claim.local_id, claim.system_fields(), claim.attempt))
-    return _finish(hub, claim, result, started, rng, bound)
+    results = _write_all(held, sender)
+    finishing = [_Finishing(hub, claim, result, started, rng) for (claim, _), result in zip(held, results, strict=True)]
+    recorded = hub.store.together_each([f.record for f in finishing], anywhere=True)
+    for finished, outcome in zip(finishing, recorded, strict=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
+        outcomes[finished.claim.delivery_id] = finished.logged(*outcome)
+    return [outcomes[delivery_id] for delivery_id in delivery_ids]
 
 
-def _finish(hub: Hub, claim: Claim, result: WriteResult, started: datetime, rng: Random,
-            bound: Any) -> DeliverOutcome:
-    now = hub.clock()
-    verdict = classify(result.status_code, result.permanent)
-    policy = retry_policy(hub)
-    wait = None
-    if verdict == "retry":
-        wait = policy.delay(claim.attempt, rng, result.retry_after)
-        if policy.gives_up((now - claim.created_at).total_seconds(), wait):
-            verdict = "dead"
-            result = replace(result, error=f"gave up after {claim.attempt} attempts: {result.error}")
-    next_at = now + timedelta(seconds=wait) if wait is not None else None
+def _claim(hub: Hub, delivery_id: int, started: datetime, lease: timedelta, worker: str | None,
+           uow: Any) -> Claim | str:
+    return uow.deliveries.claim(delivery_id, started, lease, lambda system: max_in_flight(hub, system),
+                                worker)  # type: ignore[no-any-return]
 
-    def record(uow: Any) -> tuple[str, float | None, list[int]]:
-        if not uow.deliveries.finish(claim, verdict, now, result.status_code, result.error, next_at):
-            uow.deliveries.record_attempt(claim, started, now, "late", result.status_code, result.error,
+
+def _write_all(held: list[tuple[Claim, Connector | TickethubError]], sender: Sender | None) -> list[WriteResult]:
+    """The result of each claim's write: HTTP writes on the sender (in flight together), the rest here."""
+    requests = [WriteRequest(c.delivery_id, c.ticket_id, c.system, c.local_id, c.system_fields(), c.attempt)
+                for c, _ in held]
+    results: list[WriteResult | None] = [None] * len(held)
+    by_http = [i for i, (_, connector) in enumerate(held) if sender is not None and isinstance(connector, HttpWriter)]
+    in_flight = None
+    if by_http:
+        assert sender is not None
+        in_flight = sender.submit([held[i][1].prepare(requests[i]) for i in by_http])  # type: ignore[union-attr]
+    for i, (_, connector) in enumerate(held):
+        if i in by_http:
+            continue
+        if isinstance(connector, TickethubError):
+            results[i] = WriteResult(None, error=str(connector), permanent=True)
+        else:
+            results[i] = connector.write(requests[i])
+    if in_flight is not None:
+        for i, answer in zip(by_http, in_flight.result(), strict=True):
+            results[i] = held[i][1].result(answer)  # type: ignore[union-attr]
+    return [r for r in results if r is not None]
+
+
+class Sender(Protocol):
+    """Where HTTP writes go out together (`hub.outbound.AsyncSender`)."""
+
+    def submit(self, writes: Sequence[HttpWrite]) -> Future[list[HttpAnswer]]: ...
+
+
+class _Finishing:
+    """One claim's write done: its verdict (retry with back-off, dead, delivered), recorded with the others."""
+
+    def __init__(self, hub: Hub, claim: Claim, result: WriteResult, started: datetime, rng: Random):
+        self.hub, self.claim, self.started = hub, claim, started
+        self.now = now = hub.clock()
+        verdict = classify(result.status_code, result.permanent)
+        policy = retry_policy(hub)
+        wait = None
+        if verdict == "retry":
+            wait = policy.delay(claim.attempt, rng, result.retry_after)
+            if policy.gives_up((now - claim.created_at).total_seconds(), wait):
+                verdict = "dead"
+                result = replace(result, error=f"gave up after {claim.attempt} attempts: {result.error}")
+        self.verdict, self.wait, self.result = verdict, wait, result
+        self.next_at = now + timedelta(seconds=wait) if wait is not None else None
+
+    def record(self, uow: Any) -> tuple[str, float | None, list[int]]:
+        claim, result, verdict, now, hub = self.claim, self.result, self.verdict, self.now, self.hub
+        if not uow.deliveries.finish(claim, verdict, now, result.status_code, result.error, self.next_at):
+            uow.deliveries.record_attempt(claim, self.started, now, "late", result.status_code, result.error,
                                           result.retry_after)
             return "late", None, []
-        uow.deliveries.record_attempt(claim, started, now, verdict, result.status_code, result.error,
+        uow.deliveries.record_attempt(claim, self.started, now, verdict, result.status_code, result.error,
                                       result.retry_after)
         latency = None
         if verdict == "delivered":
@@ -106,14 +169,15 @@ def _finish(hub: Hub, claim: Claim, result: WriteResult, started: datetime, rng:
         follow_ups = [] if verdict == "retry" else uow.deliveries.schedule(claim.ticket_id, now, [claim.system])
         return verdict, latency, follow_ups
 
-    recorded, latency, follow_ups = hub.store.together(record, anywhere=True)
-    if recorded == "late":
-        bound.warning("delivery finished after its lease ran out; another attempt owns it")
-        return DeliverOutcome("late")
-    if verdict == "dead":
-        bound.warning("delivery dead-lettered", status_code=result.status_code, error=result.error)
-    else:
-        bound.info(f"delivery {verdict}", status_code=result.status_code, countdown=wait)
-    return DeliverOutcome(verdict, wait, follow_ups, latency)
-
-
+    def logged(self, recorded: str, latency: float | None, follow_ups: list[int]) -> DeliverOutcome:
+        claim, result = self.claim, self.result
+        bound = log.bind(ticket_id=claim.ticket_id, system=claim.system, delivery_id=claim.delivery_id,
+                         attempt=claim.attempt)
+        if recorded == "late":
+            bound.warning("delivery finished after its lease ran out; another attempt owns it")
+            return DeliverOutcome("late")
+        if self.verdict == "dead":
+            bound.warning("delivery dead-lettered", status_code=result.status_code, error=result.error)
+        else:
+            bound.info(f"delivery {self.verdict}", status_code=result.status_code, countdown=self.wait)
+        return DeliverOutcome(self.verdict, self.wait, follow_ups, latency)

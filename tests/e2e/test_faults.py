@@ -181,3 +181,28 @@ def test_a_postgresql_restart_mid_load_loses_nothing_doubles_nothing_and_stops_n
     assert all(all(b == sent[0] for b in sent) for sent in by_delivery.values())
     assert len({b["ticket_id"] for b in receivers["erp"].bodies()}) == total  # each event made one ticket
     assert all(proc.poll() is None for proc in hub.procs.values()), hub.logs()
+
+
+def test_a_worker_killed_mid_batch_resends_every_write_of_the_batch_and_marks_none_delivered_wrongly(
+        hub_factory, receivers) -> None:
+    """One event's writes to the ERP and the WMS travel in one task and are in flight together when the worker
+    is SIGKILLed: neither is marked delivered before the kill; after the restart each lands, with the same
+    content as its first attempt, and is delivered once on the record (two attempts)."""
+    hub: HubProcesses = hub_factory()
+    receivers["erp"].script = [(200, 4.0)]
+    receivers["wms"].script = [(200, 4.0)]
+    hub.start()
+    hub.send("evt-1", crm_case("CASE-1", 0, contact={"name": "Ada", "phone": "+44 6666 6666"}))
+    wait_until(lambda: receivers["erp"].bodies() and receivers["wms"].bodies(), what="both writes in flight")
+    assert not _delivered_tickets(hub, "erp") and not _delivered_tickets(hub, "wms")
+    hub.kill("worker")
+    assert [d["state"] for d in hub.deliveries()] == ["in_flight", "in_flight"]  # nothing recorded as delivered
+    hub.start("worker")
+
+    wait_until(lambda: _delivered_tickets(hub, "erp") and _delivered_tickets(hub, "wms"), timeout=60,
+               what="both writes to land after the kill")
+    for system in ("erp", "wms"):
+        bodies = receivers[system].bodies()
+        assert len(bodies) == 2 and bodies[0] == bodies[1], system
+        detail = hub.get(f"/deliveries/{bodies[0]['delivery_id']}").json()
+        assert detail["state"] == "delivered" and detail["attempts"] == 2

@@ -95,7 +95,7 @@ def test_events_of_one_message_are_applied_together_and_one_that_fails_is_rolled
         broken_ticket_rows = uow.conn.execute(select(outbox).where(outbox.c.ticket_id.not_in(
             select(deliveries.c.ticket_id)))).all()
     assert scheduled and not broken_ticket_rows
-    assert sorted(m.decode()[0][0] for m in _messages(hub, "deliveries")) == scheduled
+    assert sorted(i for m in _messages(hub, "deliveries") for i in m.decode()[0][0]) == scheduled
 
 
 def test_changes_to_one_record_in_one_message_make_one_ticket_with_the_newest_value(hub_with_runtime: Hub) -> None:
@@ -126,13 +126,13 @@ def _messages(hub: Hub, logical: str) -> list[Any]:
 
 def test_published_deliveries_are_celery_task_messages_with_their_countdown(hub_with_runtime: Hub) -> None:
     """What the hub publishes itself is what Celery's apply_async would: protocol 2, JSON, the task's name,
-    its arguments, and for a retry the time it is due."""
+    its arguments (deliveries in batches of up to eight a message), and for a retry the time it is due."""
     runtime = runtime_module.current_runtime()
     before = datetime.now(UTC)
-    runtime.publish_deliveries([7, 8], countdown=30)
+    runtime.publish_deliveries(list(range(1, 11)), countdown=30)
     messages = _messages(hub_with_runtime, "deliveries")
-    assert [m.headers["task"] for m in messages] == ["tickethub.deliver"] * 2
-    assert sorted(m.decode()[0] for m in messages) == [[7], [8]]
+    assert [m.headers["task"] for m in messages] == ["tickethub.deliver_batch"] * 2
+    assert sorted(m.decode()[0] for m in messages) == [[[1, 2, 3, 4, 5, 6, 7, 8]], [[9, 10]]]
     assert all(m.content_type == "application/json" and m.headers["id"] == m.properties["correlation_id"]
                for m in messages)
     due = [datetime.fromisoformat(m.headers["eta"]) for m in messages]
@@ -150,5 +150,6 @@ def test_a_failed_direct_publish_hands_the_rest_to_celery_and_loses_nothing(hub_
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Producer, "publish", flaky)
-    runtime_module.current_runtime().publish_deliveries([1, 2, 3])
-    assert sorted(m.decode()[0][0] for m in _messages(hub_with_runtime, "deliveries")) == [1, 2, 3]
+    runtime_module.current_runtime().publish_deliveries(list(range(1, 21)))  # three messages of up to eight
+    taken = _messages(hub_with_runtime, "deliveries")
+    assert len(taken) == 3 and sorted(i for m in taken for i in m.decode()[0][0]) == list(range(1, 21))
