@@ -950,16 +950,31 @@ def measure_end_to_end(backend: Backend, plan: Plan, procs: Processes, report: R
         progress(f"{backend.name}: {rate}/s for {plan.e2e_s:.0f} s, five receivers at "
                  f"{plan.receiver_delay_s * 1000:.0f} ms")
         prefix = f"e2e{rate}"
+        cpu_before = hub_cpu(procs)
         sent = asyncio.run(open_loop(hub.target, Webhooks(prefix), rate, plan.e2e_s))
         offered_end = time.monotonic()
         rows, found = run_complete(hub, prefix, len(accepted(sent)), plan.e2e_cap_s)
-        report_end_to_end(backend.label, plan, rate, sent, rows, found, time.monotonic() - offered_end, report)
+        cpu = {name: used - cpu_before.get(name, 0.0) for name, used in hub_cpu(procs).items()}
+        report_end_to_end(backend.label, plan, rate, sent, rows, found, time.monotonic() - offered_end, report, cpu)
         report.note_deaths(backend.label, f"the end-to-end run at {rate}/s", procs)
     procs.stop("api", "events", "deliveries", "beat", "receivers")
 
 
+HUB_ROLES = ("api", "events", "deliveries", "beat")
+
+
+def hub_cpu(procs: Processes) -> dict[str, float]:
+    """CPU seconds used so far by each hub process (a restarted one counts from its restart)."""
+    used = {}
+    for name in HUB_ROLES:
+        proc = procs.running.get(name)
+        if proc is not None and proc.poll() is None:
+            used[name] = cpu_seconds(proc.pid)
+    return used
+
+
 def report_end_to_end(backend: str, plan: Plan, rate: int, sent: list[Sent], rows: dict[str, Any],
-                      found: dict[str, Any], waited: float, report: Report) -> None:
+                      found: dict[str, Any], waited: float, report: Report, cpu: dict[str, float]) -> None:
     from hub.config import DeliverySettings
 
     latencies, delivered_at = [], []
@@ -974,6 +989,14 @@ def report_end_to_end(backend: str, plan: Plan, rate: int, sent: list[Sent], row
     span = max(delivered_at) - min(delivered_at) if len(delivered_at) > 1 else math.nan
     threads, per_system = plan.delivery_concurrency, DeliverySettings().max_in_flight_per_system
     ceiling = min(threads, per_system * len(SUBSCRIBERS)) / plan.receiver_delay_s
+    events = max(len(accepted(sent)), 1)
+    per_event = {name: used * 1000 / events for name, used in cpu.items()}
+    total = sum(per_event.values())
+    report.figure(backend, f"hub CPU per event at {rate}/s",
+                  f"{total:.1f} ms (target <= 6 ms): " + ", ".join(f"{n} {v:.1f}" for n, v in per_event.items()),
+                  verdict(total <= 6.0),
+                  "user + system CPU of every hub process (api, events worker, deliveries worker, beat) from the "
+                  "start of the load until its events were delivered, over the events accepted (5 deliveries each)")
     report.figure(backend, f"end-to-end at {rate}/s",
                   f"p50 {ms(pct(latencies, 0.5))} p99 {ms(p99)} (target p99 <= 1 s); {late:,} of {len(latencies):,} "
                   f"events not fully delivered {waited:.0f} s after the load stopped{refusals(sent)}",
