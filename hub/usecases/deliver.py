@@ -28,7 +28,7 @@ _JITTER = Random()  # one per process: seeding one per delivery read the OS entr
 
 @dataclass(frozen=True)
 class DeliverOutcome:
-    kind: str  # delivered | retry | dead | busy | not_due | gone | in_flight | superseded | late
+    kind: str  # delivered | retry | dead | busy | not_due | gone | in_flight | superseded | late | unrecorded
     countdown: float | None = None  # for retry/busy: when to try again
     follow_ups: list[int] = field(default_factory=list)  # deliveries to publish now
     latency_seconds: float | None = None  # acceptance of the oldest carried event -> delivered
@@ -71,8 +71,10 @@ def deliver_many(hub: Hub, delivery_ids: Sequence[int], connector_for: Callable[
     outcomes: dict[int, DeliverOutcome] = {}
     held: list[tuple[Claim, Connector | TickethubError]] = []
     for delivery_id, claim in zip(ids, claims, strict=True):
-        if isinstance(claim, BaseException):
-            raise claim
+        if isinstance(claim, BaseException):  # this one could not be claimed (the database?): tried again soon
+            log.warning("delivery not claimed", delivery_id=delivery_id, error=type(claim).__name__)
+            outcomes[delivery_id] = DeliverOutcome("busy", 1.0 + rng.random())
+            continue
         if isinstance(claim, str):
             outcomes[delivery_id] = DeliverOutcome(claim, 0.5 + rng.random() if claim == "busy" else None)
             continue
@@ -85,8 +87,12 @@ def deliver_many(hub: Hub, delivery_ids: Sequence[int], connector_for: Callable[
     finishing = [_Finishing(hub, claim, result, started, rng) for (claim, _), result in zip(held, results, strict=True)]
     recorded = hub.store.together_each([f.record for f in finishing], anywhere=True)
     for finished, outcome in zip(finishing, recorded, strict=True):
-        if isinstance(outcome, BaseException):
-            raise outcome
+        if isinstance(outcome, BaseException):  # written, but not recorded: its lease ends, then it is resent
+            log.error("delivery outcome not recorded", ticket_id=finished.claim.ticket_id,
+                      system=finished.claim.system, delivery_id=finished.claim.delivery_id,
+                      error=type(outcome).__name__)
+            outcomes[finished.claim.delivery_id] = DeliverOutcome("unrecorded")
+            continue
         outcomes[finished.claim.delivery_id] = finished.logged(*outcome)
     return [outcomes[delivery_id] for delivery_id in delivery_ids]
 

@@ -685,3 +685,28 @@ def test_a_worker_starting_on_a_host_takes_back_at_once_what_its_dead_predecesso
     assert take_back_from_dead(hub) == []  # by heartbeat alone it is not dead yet
     assert take_back_from_dead(hub, me) == [delivery_id]
     assert deliver(hub, delivery_id, FakeSystem("erp")).kind == "delivered"
+
+
+def test_in_a_batch_one_delivery_that_cannot_be_claimed_holds_up_none_of_the_others(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ERP's and the WMS's writes of one ticket travel together; the database fails the ERP's claim: the
+    WMS's is written and recorded, the ERP's is tried again soon (not left claimed until its lease ends)."""
+    from hub.store.deliveries import DeliveryRepository
+    from hub.usecases.deliver import deliver_many
+
+    ticket_id = new_case(hub).ticket_id
+    erp_id, wms_id = delivery_to(hub, ticket_id, "erp")["id"], delivery_to(hub, ticket_id, "wms")["id"]
+    claim = DeliveryRepository.claim
+
+    def failing_for_erp(self: DeliveryRepository, delivery_id: int, *args: Any, **kwargs: Any) -> Any:
+        if delivery_id == erp_id:
+            raise RuntimeError("database hiccup")
+        return claim(self, delivery_id, *args, **kwargs)
+
+    monkeypatch.setattr(DeliveryRepository, "claim", failing_for_erp)
+    erp, wms = FakeSystem("erp"), FakeSystem("wms")
+    first, second = deliver_many(hub, [erp_id, wms_id], systems(erp, wms), Random(0))
+    assert first.kind == "busy" and first.countdown is not None and second.kind == "delivered"
+    assert reload(hub, erp_id)["state"] == "pending" and erp.requests == []
+    monkeypatch.setattr(DeliveryRepository, "claim", claim)
+    assert deliver_once(hub, erp_id, systems(erp, wms), Random(0)).kind == "delivered"
