@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, literal, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, literal, or_, select, text, tuple_, update
 
 from hub.store.dialect import insert_for
 from hub.store.tables import (
@@ -73,6 +73,14 @@ _LOCAL_ID = (select(xrefs.c.local_id)
              .order_by(xrefs.c.created_at).limit(1).scalar_subquery().label("local_id"))
 _CLAIM_ROW = (select(deliveries, _LOCAL_ID).where(deliveries.c.id == _P("c_id"))
               .with_for_update(of=deliveries))
+_CLAIM_ROWS = (select(deliveries, _LOCAL_ID).where(deliveries.c.id.in_(_P("c_ids", expanding=True)))
+               .order_by(deliveries.c.id).with_for_update(of=deliveries))
+_IN_FLIGHT_BY_SYSTEM = (select(deliveries.c.system, func.count()).select_from(deliveries)
+                        .where(deliveries.c.system.in_(_P("c_systems", expanding=True)),
+                               deliveries.c.state == "in_flight",
+                               deliveries.c.lease_until > _P("c_now", type_=UTCDateTime),
+                               deliveries.c.id.not_in(_P("c_ids", expanding=True)))
+                        .group_by(deliveries.c.system))
 _IN_FLIGHT = (select(func.count()).select_from(deliveries)
               .where(deliveries.c.system == _P("c_system"), deliveries.c.state == "in_flight",
                      deliveries.c.lease_until > _P("c_now", type_=UTCDateTime), deliveries.c.id != _P("c_id")))
@@ -151,6 +159,70 @@ class DeliveryRepository:
                                           "c_by": worker})
         return Claim(delivery_id, row.ticket_id, row.system, row.local_id, fields, row.attempts + 1, row.created_at,
                      first_accepted)
+
+    def claim_many(self, delivery_ids: Sequence[int], now: datetime, lease: timedelta,
+                   max_in_flight: Callable[[str], int], worker: str | None = None) -> dict[int, Claim | str]:
+        """`claim` for several deliveries in a few statements, not a few each: the rows locked in one
+        SELECT (in id order), the in-flight counts read once per system, the outbox taken in one DELETE, the
+        claims written in one batch. The same answers, one per id, as claiming them one after another."""
+        ids = list(dict.fromkeys(delivery_ids))
+        rows = {int(r.id): r for r in self.conn.execute(_CLAIM_ROWS, {"c_ids": ids})}
+        results: dict[int, Claim | str] = {}
+        candidates = []
+        for delivery_id in ids:
+            row = rows.get(delivery_id)
+            if row is None or row.state not in ACTIVE_DELIVERY_STATES:
+                results[delivery_id] = "gone"
+            elif row.state == "in_flight" and row.lease_until is not None and row.lease_until > now:
+                results[delivery_id] = "in_flight"
+            elif row.state == "retry_wait" and row.next_attempt_at is not None and row.next_attempt_at > now:
+                results[delivery_id] = "not_due"
+            else:
+                candidates.append(row)
+        if not candidates:
+            return results
+        if self.conn.dialect.name == "postgresql":  # claims take turns across workers (see _CLAIM_LOCK)
+            self.conn.execute(_CLAIM_LOCK)
+        busy: dict[str, int] = {str(system): int(count) for system, count in self.conn.execute(
+            _IN_FLIGHT_BY_SYSTEM, {"c_systems": sorted({r.system for r in candidates}), "c_now": now,
+                                   "c_ids": [int(r.id) for r in candidates]})}
+        admitted = []
+        for row in candidates:
+            if busy.get(row.system, 0) >= max_in_flight(row.system):
+                results[int(row.id)] = "busy"
+                continue
+            busy[row.system] = busy.get(row.system, 0) + 1
+            admitted.append(row)
+        taken: dict[tuple[str, str], dict[str, Any]] = {}
+        first_time = [(r.ticket_id, r.system) for r in admitted if r.attempts == 0]
+        if first_time:
+            for pending in self.conn.execute(
+                    delete(outbox).where(tuple_(outbox.c.ticket_id, outbox.c.system).in_(first_time))
+                    .returning(outbox.c.ticket_id, outbox.c.system, outbox.c.field, outbox.c.system_field,
+                               outbox.c.system_value, outbox.c.value, outbox.c.provenance)):
+                taken.setdefault((pending.ticket_id, pending.system), {})[pending.field] = {
+                    "system_field": pending.system_field, "system_value": pending.system_value,
+                    "value": pending.value, "provenance": pending.provenance}
+        updates, superseded = [], []
+        for row in admitted:
+            fields = dict(row.fields or {})
+            if row.attempts == 0:
+                fields.update(taken.get((row.ticket_id, row.system), {}))
+            if not fields:
+                superseded.append({"c_id": int(row.id), "c_now": now})
+                results[int(row.id)] = "superseded"
+                continue
+            accepted = [datetime.fromisoformat(f["provenance"]["received_at"]) for f in fields.values()]
+            first_accepted = row.first_accepted_at or min(accepted)
+            updates.append({"c_id": int(row.id), "c_fields": fields, "c_attempts": row.attempts + 1, "c_now": now,
+                            "c_lease": now + lease, "c_first": first_accepted, "c_by": worker})
+            results[int(row.id)] = Claim(int(row.id), row.ticket_id, row.system, row.local_id, fields,
+                                         row.attempts + 1, row.created_at, first_accepted)
+        if superseded:
+            self.conn.execute(_SUPERSEDED, superseded)
+        if updates:
+            self.conn.execute(_TO_IN_FLIGHT, updates)
+        return results
 
     def finish(self, claim: Claim, verdict: str, now: datetime, status_code: int | None, error: str | None,
                next_attempt_at: datetime | None = None) -> bool:

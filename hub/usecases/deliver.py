@@ -66,15 +66,15 @@ def deliver_many(hub: Hub, delivery_ids: Sequence[int], connector_for: Callable[
     started = hub.clock()
     lease = timedelta(seconds=hub.settings.delivery.lease_seconds)
     ids = list(dict.fromkeys(delivery_ids))
-    claims = hub.store.together_each(
-        [partial(_claim, hub, delivery_id, started, lease, worker) for delivery_id in ids], anywhere=True)
+    try:
+        claims = hub.store.together(partial(_claim_many, hub, ids, started, lease, worker), anywhere=True)
+    except Exception as exc:  # noqa: BLE001 (not claimed (the database?): each tried again soon, none held)
+        log.warning("deliveries not claimed", deliveries=len(ids), error=type(exc).__name__)
+        return [DeliverOutcome("busy", 1.0 + rng.random()) for _ in delivery_ids]
     outcomes: dict[int, DeliverOutcome] = {}
     held: list[tuple[Claim, Connector | TickethubError]] = []
-    for delivery_id, claim in zip(ids, claims, strict=True):
-        if isinstance(claim, BaseException):  # this one could not be claimed (the database?): tried again soon
-            log.warning("delivery not claimed", delivery_id=delivery_id, error=type(claim).__name__)
-            outcomes[delivery_id] = DeliverOutcome("busy", 1.0 + rng.random())
-            continue
+    for delivery_id in ids:
+        claim = claims[delivery_id]
         if isinstance(claim, str):
             outcomes[delivery_id] = DeliverOutcome(claim, 0.5 + rng.random() if claim == "busy" else None)
             continue
@@ -97,10 +97,10 @@ def deliver_many(hub: Hub, delivery_ids: Sequence[int], connector_for: Callable[
     return [outcomes[delivery_id] for delivery_id in delivery_ids]
 
 
-def _claim(hub: Hub, delivery_id: int, started: datetime, lease: timedelta, worker: str | None,
-           uow: Any) -> Claim | str:
-    return uow.deliveries.claim(delivery_id, started, lease, lambda system: max_in_flight(hub, system),
-                                worker)  # type: ignore[no-any-return]
+def _claim_many(hub: Hub, ids: list[int], started: datetime, lease: timedelta, worker: str | None,
+                uow: Any) -> dict[int, Claim | str]:
+    return uow.deliveries.claim_many(ids, started, lease, lambda system: max_in_flight(hub, system),
+                                     worker)  # type: ignore[no-any-return]
 
 
 def _write_all(held: list[tuple[Claim, Connector | TickethubError]], sender: Sender | None) -> list[WriteResult]:

@@ -687,26 +687,48 @@ def test_a_worker_starting_on_a_host_takes_back_at_once_what_its_dead_predecesso
     assert deliver(hub, delivery_id, FakeSystem("erp")).kind == "delivered"
 
 
-def test_in_a_batch_one_delivery_that_cannot_be_claimed_holds_up_none_of_the_others(
+def test_a_batch_the_database_fails_to_claim_is_tried_again_soon_and_nothing_is_left_held(
         hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The ERP's and the WMS's writes of one ticket travel together; the database fails the ERP's claim: the
-    WMS's is written and recorded, the ERP's is tried again soon (not left claimed until its lease ends)."""
+    """The ERP's and the WMS's writes of one ticket travel together; the database fails their claim: both are
+    tried again after a second or so, neither is left in flight until its lease ends, and both land after."""
     from hub.store.deliveries import DeliveryRepository
     from hub.usecases.deliver import deliver_many
 
     ticket_id = new_case(hub).ticket_id
     erp_id, wms_id = delivery_to(hub, ticket_id, "erp")["id"], delivery_to(hub, ticket_id, "wms")["id"]
-    claim = DeliveryRepository.claim
+    claim_many = DeliveryRepository.claim_many
 
-    def failing_for_erp(self: DeliveryRepository, delivery_id: int, *args: Any, **kwargs: Any) -> Any:
-        if delivery_id == erp_id:
-            raise RuntimeError("database hiccup")
-        return claim(self, delivery_id, *args, **kwargs)
+    def hiccup(self: DeliveryRepository, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("database hiccup")
 
-    monkeypatch.setattr(DeliveryRepository, "claim", failing_for_erp)
+    monkeypatch.setattr(DeliveryRepository, "claim_many", hiccup)
     erp, wms = FakeSystem("erp"), FakeSystem("wms")
-    first, second = deliver_many(hub, [erp_id, wms_id], systems(erp, wms), Random(0))
-    assert first.kind == "busy" and first.countdown is not None and second.kind == "delivered"
-    assert reload(hub, erp_id)["state"] == "pending" and erp.requests == []
-    monkeypatch.setattr(DeliveryRepository, "claim", claim)
-    assert deliver_once(hub, erp_id, systems(erp, wms), Random(0)).kind == "delivered"
+    outcomes = deliver_many(hub, [erp_id, wms_id], systems(erp, wms), Random(0))
+    assert [o.kind for o in outcomes] == ["busy", "busy"] and all(1 <= (o.countdown or 0) < 2 for o in outcomes)
+    assert reload(hub, erp_id)["state"] == reload(hub, wms_id)["state"] == "pending"
+    assert erp.requests == wms.requests == []
+    monkeypatch.setattr(DeliveryRepository, "claim_many", claim_many)
+    assert [o.kind for o in deliver_many(hub, [erp_id, wms_id], systems(erp, wms), Random(0))] == [
+        "delivered", "delivered"]
+
+
+def test_a_batch_respects_the_per_system_limit_as_claims_one_by_one_would(hub: Hub) -> None:
+    """Two tickets' ERP and WMS writes in one batch with one write in flight allowed per system: the first of
+    each system is written, the second is busy (published again with a countdown), as if claimed in turn."""
+    from hub.usecases.deliver import deliver_many
+
+    one_at_a_time = with_delivery_settings(hub, max_in_flight_per_system=1)
+    first, second = new_case(hub).ticket_id, new_case(hub, "CASE-2").ticket_id
+    ids = [delivery_to(hub, t, s)["id"] for t in (first, second) for s in ("erp", "wms")]
+    erp, wms = FakeSystem("erp"), FakeSystem("wms")
+    held: list[str] = []
+
+    def look(_request: WriteRequest) -> None:  # while the first ERP write is in flight
+        with hub.store.unit_of_work() as uow:
+            held.extend(d["system"] for d in uow.deliveries.find(state="in_flight"))
+
+    erp.during_write = look
+    kinds = [o.kind for o in deliver_many(one_at_a_time, ids, systems(erp, wms), Random(0))]
+    assert kinds == ["delivered", "delivered", "busy", "busy"]
+    assert sorted(held) == ["erp", "wms"]  # at most one write per system in flight at once
+    assert len(erp.requests) == len(wms.requests) == 1
