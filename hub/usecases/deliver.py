@@ -67,7 +67,9 @@ def deliver_many(hub: Hub, delivery_ids: Sequence[int], connector_for: Callable[
     lease = timedelta(seconds=hub.settings.delivery.lease_seconds)
     ids = list(dict.fromkeys(delivery_ids))
     try:
-        claims = hub.store.together(partial(_claim_many, hub, ids, started, lease, worker), anywhere=True)
+        # a batch is a transaction of its own on PostgreSQL (not combined with other threads' under one leader,
+        # which made one connection's round trips the limit: 194-222 deliveries/s against 241-242/s alone)
+        claims = hub.store.together(partial(_claim_many, hub, ids, started, lease, worker))
     except Exception as exc:  # noqa: BLE001 (not claimed (the database?): each tried again soon, none held)
         log.warning("deliveries not claimed", deliveries=len(ids), error=type(exc).__name__)
         return [DeliverOutcome("busy", 1.0 + rng.random()) for _ in delivery_ids]
@@ -85,7 +87,7 @@ def deliver_many(hub: Hub, delivery_ids: Sequence[int], connector_for: Callable[
 
     results = _write_all(held, sender)
     finishing = [_Finishing(hub, claim, result, started, rng) for (claim, _), result in zip(held, results, strict=True)]
-    recorded = hub.store.together_each([f.record for f in finishing], anywhere=True)
+    recorded = hub.store.together_each([f.record for f in finishing])
     for finished, outcome in zip(finishing, recorded, strict=True):
         if isinstance(outcome, BaseException):  # written, but not recorded: its lease ends, then it is resent
             log.error("delivery outcome not recorded", ticket_id=finished.claim.ticket_id,
