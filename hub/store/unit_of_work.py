@@ -55,10 +55,9 @@ class Store:
         On PostgreSQL (concurrent writers) each work is a unit of work of its own, unless `anywhere`: then
         works are combined there too, which saves each its round trips and its commit. Only for work whose
         locks two transactions cannot take in opposite orders in the normal course: storing webhooks
-        (unique keys), deliveries' claims (one advisory lock, then the delivery's own row) and outcomes (their
-        own rows). A deadlock that still happens (the same webhook IDs crossed at two API processes, one
-        delivery's repeated messages at two workers) is broken by PostgreSQL, and the works of the
-        transaction it aborts run again alone."""
+        (unique keys). A deadlock that still happens (the same webhook IDs crossed at two API processes) is
+        broken by PostgreSQL, and the works of the transaction it aborts run again alone. (Deliveries used to be
+        combined too; batched, each batch's claim and outcomes are better as transactions of their own.)"""
         return self._together([_Work(work)], anywhere)[0].outcome()
 
     def together_each(self, works: Sequence[Callable[[UnitOfWork], T]], *, anywhere: bool = False
