@@ -94,14 +94,6 @@ class AlertRepository:
             query = query.where(alerts.c.raised_at >= since)
         return [dict(r._mapping) for r in self.conn.execute(query)]
 
-    def counts(self, since: datetime | None = None) -> list[tuple[str, str | None, str | None, int]]:
-        """(kind, status, system, count) of alerts raised since `since`."""
-        query = select(alerts.c.kind, alerts.c.status, alerts.c.system, func.count()).group_by(
-            alerts.c.kind, alerts.c.status, alerts.c.system)
-        if since is not None:
-            query = query.where(alerts.c.raised_at >= since)
-        return [(r[0], r[1], r[2], int(r[3])) for r in self.conn.execute(query)]
-
 
 def _json_text_is(column: Any, text: str, dialect: str) -> Any:
     """`column` (JSON) holds the string `text`."""

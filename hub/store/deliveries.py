@@ -71,8 +71,6 @@ def _schedule_statement(dialect: str, some_systems: bool) -> Any:
 _LOCAL_ID = (select(xrefs.c.local_id)
              .where(xrefs.c.ticket_id == deliveries.c.ticket_id, xrefs.c.system == deliveries.c.system)
              .order_by(xrefs.c.created_at).limit(1).scalar_subquery().label("local_id"))
-_CLAIM_ROW = (select(deliveries, _LOCAL_ID).where(deliveries.c.id == _P("c_id"))
-              .with_for_update(of=deliveries))
 _CLAIM_ROWS = (select(deliveries, _LOCAL_ID).where(deliveries.c.id.in_(_P("c_ids", expanding=True)))
                .order_by(deliveries.c.id).with_for_update(of=deliveries))
 _IN_FLIGHT_BY_SYSTEM = (select(deliveries.c.system, func.count()).select_from(deliveries)
@@ -81,12 +79,6 @@ _IN_FLIGHT_BY_SYSTEM = (select(deliveries.c.system, func.count()).select_from(de
                                deliveries.c.lease_until > _P("c_now", type_=UTCDateTime),
                                deliveries.c.id.not_in(_P("c_ids", expanding=True)))
                         .group_by(deliveries.c.system))
-_IN_FLIGHT = (select(func.count()).select_from(deliveries)
-              .where(deliveries.c.system == _P("c_system"), deliveries.c.state == "in_flight",
-                     deliveries.c.lease_until > _P("c_now", type_=UTCDateTime), deliveries.c.id != _P("c_id")))
-_TAKE_OUTBOX = (delete(outbox).where(outbox.c.ticket_id == _P("c_ticket"), outbox.c.system == _P("c_system"))
-                .returning(outbox.c.field, outbox.c.system_field, outbox.c.system_value, outbox.c.value,
-                           outbox.c.provenance))
 _TO_IN_FLIGHT = (update(deliveries).where(deliveries.c.id == _P("c_id"))
                  .values(state="in_flight", fields=_P("c_fields", type_=JsonValue), attempts=_P("c_attempts"),
                          updated_at=_P("c_now", type_=UTCDateTime), lease_until=_P("c_lease", type_=UTCDateTime),
@@ -129,40 +121,12 @@ class DeliveryRepository:
               worker: str | None = None) -> Claim | str:
         """Take a due delivery in flight with the newest outbox values; else say why not
         (`gone`, `not_due`, `busy`, `in_flight`, `superseded`)."""
-        row = self.conn.execute(_CLAIM_ROW, {"c_id": delivery_id}).one_or_none()
-        if row is None:
-            return "gone"
-        if row.state == "in_flight" and row.lease_until is not None and row.lease_until > now:
-            return "in_flight"
-        if row.state not in ACTIVE_DELIVERY_STATES:
-            return "gone"
-        if row.state == "retry_wait" and row.next_attempt_at is not None and row.next_attempt_at > now:
-            return "not_due"
-        if self.conn.dialect.name == "postgresql":  # claims take turns across workers (see _CLAIM_LOCK)
-            self.conn.execute(_CLAIM_LOCK)
-        busy = self.conn.execute(_IN_FLIGHT, {"c_system": row.system, "c_now": now, "c_id": delivery_id}).scalar_one()
-        if busy >= max_in_flight(row.system):
-            return "busy"
-
-        fields = dict(row.fields or {})
-        if row.attempts == 0:
-            for pending in self.conn.execute(_TAKE_OUTBOX, {"c_ticket": row.ticket_id, "c_system": row.system}):
-                fields[pending.field] = {"system_field": pending.system_field, "system_value": pending.system_value,
-                                         "value": pending.value, "provenance": pending.provenance}
-        if not fields:
-            self.conn.execute(_SUPERSEDED, {"c_id": delivery_id, "c_now": now})
-            return "superseded"
-        accepted = [datetime.fromisoformat(f["provenance"]["received_at"]) for f in fields.values()]
-        first_accepted = row.first_accepted_at or min(accepted)
-        self.conn.execute(_TO_IN_FLIGHT, {"c_id": delivery_id, "c_fields": fields, "c_attempts": row.attempts + 1,
-                                          "c_now": now, "c_lease": now + lease, "c_first": first_accepted,
-                                          "c_by": worker})
-        return Claim(delivery_id, row.ticket_id, row.system, row.local_id, fields, row.attempts + 1, row.created_at,
-                     first_accepted)
+        return self.claim_many([delivery_id], now, lease, max_in_flight, worker)[delivery_id]
 
     def claim_many(self, delivery_ids: Sequence[int], now: datetime, lease: timedelta,
                    max_in_flight: Callable[[str], int], worker: str | None = None) -> dict[int, Claim | str]:
-        """`claim` for several deliveries in a few statements, not a few each: the rows locked in one
+        """`claim` for several deliveries in a few statements, not a few each (a first attempt takes the newest
+        outbox values; the claim records its worker and a lease): the rows locked in one
         SELECT (in id order), the in-flight counts read once per system, the outbox taken in one DELETE, the
         claims written in one batch. The same answers, one per id, as claiming them one after another."""
         ids = list(dict.fromkeys(delivery_ids))

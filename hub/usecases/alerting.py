@@ -21,10 +21,9 @@ import structlog
 from hub import metrics
 from hub.core.alerts import Alert, ChannelSettings
 from hub.core.model import Outcome
-from hub.core.retry import RetryPolicy
 from hub.core.workflow import REFUSALS
 from hub.notify import send_alert
-from hub.usecases.context import Hub
+from hub.usecases.context import Hub, retry_policy
 
 log = structlog.get_logger("tickethub.alerts")
 _JITTER = Random()
@@ -121,8 +120,7 @@ def send_one(hub: Hub, alert_id: int, channel_name: str, client: httpx.Client,
                             name=channel_name, timeout=hub.settings.alerts.timeout_seconds)
         result_kind, error, wait = result.outcome, result.message or None, None
         if result.outcome == "retry":
-            policy = RetryPolicy(hub.settings.delivery.backoff_base_seconds, hub.settings.delivery.backoff_cap_seconds,
-                                 hub.settings.delivery.retry_horizon_seconds)
+            policy = retry_policy(hub)
             wait = policy.delay(send["attempts"] + 1, _JITTER, result.retry_after)
             if policy.gives_up((now - row["raised_at"]).total_seconds(), wait):
                 result_kind, error = "failed", f"gave up after {send['attempts'] + 1} attempts: {error}"

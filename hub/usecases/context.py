@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from hub.config import Settings
 from hub.core.mapping import MappingSet
+from hub.core.retry import RetryPolicy
 from hub.core.workflow import Workflow
 from hub.store.unit_of_work import Store
 
@@ -35,3 +36,9 @@ class Hub:
     @property
     def engine(self) -> Engine:
         return self.store.engine
+
+
+def retry_policy(hub: Hub) -> RetryPolicy:
+    """The back-off every retried write follows (deliveries and alert sends): [delivery] settings."""
+    d = hub.settings.delivery
+    return RetryPolicy(d.backoff_base_seconds, d.backoff_cap_seconds, d.retry_horizon_seconds)

@@ -17,10 +17,10 @@ import structlog
 
 from hub.core.errors import TickethubError
 from hub.core.ports import Connector, HttpAnswer, HttpWrite, HttpWriter, WriteRequest, WriteResult
-from hub.core.retry import RetryPolicy, classify
+from hub.core.retry import classify
 from hub.store.deliveries import Claim
 from hub.usecases.alerting import channels_for
-from hub.usecases.context import Hub
+from hub.usecases.context import Hub, retry_policy
 
 log = structlog.get_logger("tickethub.delivery")
 _JITTER = Random()  # one per process: seeding one per delivery read the OS entropy source every time
@@ -32,11 +32,6 @@ class DeliverOutcome:
     countdown: float | None = None  # for retry/busy: when to try again
     follow_ups: list[int] = field(default_factory=list)  # deliveries to publish now
     latency_seconds: float | None = None  # acceptance of the oldest carried event -> delivered
-
-
-def retry_policy(hub: Hub) -> RetryPolicy:
-    d = hub.settings.delivery
-    return RetryPolicy(d.backoff_base_seconds, d.backoff_cap_seconds, d.retry_horizon_seconds)
 
 
 def max_in_flight(hub: Hub, system: str) -> int:
