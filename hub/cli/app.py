@@ -68,10 +68,11 @@ def since_option(text: str | None) -> datetime | None:
     """A `--since` value as an aware time (a time without a zone is UTC); exit 2 saying what is wrong."""
     if text is None:
         return None
-    from hub.core.canonical import parse_datetime
+    from datetime import UTC, datetime
 
     try:
-        return parse_datetime(text if ("T" not in text or text[-1] == "Z" or "+" in text) else text + "Z")
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))  # a date alone is its midnight
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except Exception as exc:
         err.print(f"[red]--since: {exc}[/]")
         raise typer.Exit(2) from exc
