@@ -137,3 +137,20 @@ def test_delivery_settings_are_validated(env: str, tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "key `delivery.backoff_base_seconds`" in output and "key `delivery.retries`" in output
     assert "retry_horizon_seconds" in output  # the fix lists the keys [delivery] takes
+
+
+def test_stats_reports_the_service_metrics_as_json_and_as_tables(env: str) -> None:
+    """`tickethub stats`: the demo's ticket went new -> assigned (two accepted status changes, one stay in
+    `new`) and its writes are still owed (it is waiting for its systems); --since in the future counts none."""
+    assert runner.invoke(app, ["demo", "--no-serve"]).exit_code == 0
+    shown = runner.invoke(app, ["stats", "--json", "--since", "2000-01-01T00:00:00Z"])
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.output)
+    assert data["status_accepted"] == 2 and data["status_refused"] == {}
+    assert data["state_seconds"]["new"]["count"] == 1
+    assert data["flow_waiting"] == 1 and data["flow_seconds"]["count"] == 0
+    later = json.loads(runner.invoke(app, ["stats", "--json", "--since", "2999-01-01T00:00:00Z"]).output)
+    assert later["status_accepted"] == 0 and later["state_seconds"] == {}
+    table = runner.invoke(app, ["stats", "--since", "2000-01-01"])
+    assert table.exit_code == 0 and "time in each state" in table.output and "first-attempt" in table.output
+    assert runner.invoke(app, ["stats", "--since", "yesterday"]).exit_code == 2
