@@ -57,9 +57,11 @@ def apply_changes(state: TicketState, changes: Iterable[FieldChange], mappings: 
 
     marks = dict(state.marks)
     if workflow is not None:
-        evidence = [o.change for o in outcomes if o.kind in ("applied", "stale", "duplicate", "conflict")
-                    and o.target is None and o.change.provenance.system in mappings.owners(o.change.field)]
-        moved = add_marks(marks, evidence, workflow.evidence_fields)
+        fields_read = workflow.evidence_fields
+        evidence = [o.change for o in outcomes if o.change.field in fields_read and o.target is None
+                    and o.kind in ("applied", "stale", "duplicate", "conflict")
+                    and o.change.provenance.system in mappings.owners(o.change.field)]
+        moved = add_marks(marks, evidence, fields_read)
         if new_claims or moved:
             outcomes.extend(_settle_status(workflow, claims, marks, new_claims, fields, pending, mappings))
 

@@ -28,6 +28,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Literal
 
 from hub.core.canonical import FIELDS, JsonScalar
@@ -91,8 +92,8 @@ class Workflow:
     source: str = "(workflow)"  # the file it came from, for messages
     skew_seconds: float = 0.0  # [hub] clock_skew_seconds: evidence this much younger than a claim still counts
 
-    @property
-    def evidence_fields(self) -> frozenset[str]:
+    @cached_property
+    def evidence_fields(self) -> frozenset[str]:  # read on every apply: worked out once
         return frozenset(e.field for rule in self.states.values() for e in rule.evidence)
 
     def allows(self, current: str, target: str) -> bool:
