@@ -5,7 +5,8 @@ run in this order, and every change ends in exactly one outcome:
 
 1. echo          the system reports back the value the hub last wrote to it (not a new change);
 2. not_owner     the source system does not own the field (never applied, always recorded), unless it
-                 reports the value the record already holds: that is agreement, a duplicate;
+                 reports the value the record already holds: that is agreement, a duplicate; a source that
+                 is written the field is owed the golden value again (its edit is undone there);
 3. invalid_value the value is not valid canonically;
 4. duplicate     the very same change is already the current value (a no-op);
 5. conflict      a monotonic field (production progress) would go down: never applied, however new;
@@ -197,6 +198,7 @@ def _apply_one(
         return [Outcome("duplicate", change, current, f"{source} holds the current value")]
     if source not in owners:
         who = ", ".join(sorted(owners)) or "no system"
+        _restore(name, source, current, pending, mappings)
         return [Outcome("not_owner", change, current, f"{source} does not own `{name}`; it is owned by {who}")]
 
     try:
@@ -241,6 +243,22 @@ def _owe(change: FieldChange, current: FieldValue | None, pending: dict[str, dic
             continue
         pending.setdefault(target, {})[name] = PendingWrite(value, mapping.system_field, system_value,
                                                             change.provenance)
+
+
+def _restore(name: str, source: str, current: FieldValue | None, pending: dict[str, dict[str, PendingWrite]],
+             mappings: MappingSet) -> None:
+    """A subscriber edited a field it does not own: it is owed the golden value again (the edit is undone
+    there, not left to the nightly run). Nothing when the record has no value yet, or when the system would
+    refuse the golden value (that refusal was recorded when the value was applied)."""
+    mapping = mappings.systems[source].fields.get(name) if source in mappings.systems else None
+    if current is None or current.value is None or mapping is None or not mapping.writes:
+        return
+    try:
+        system_value = mapping.to_system(current.value, source)
+    except InvalidValue:
+        return
+    pending.setdefault(source, {})[name] = PendingWrite(current.value, mapping.system_field, system_value,
+                                                        current.provenance)
 
 
 def _rises(name: str, current: JsonScalar, value: JsonScalar) -> bool | None:

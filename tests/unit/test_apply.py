@@ -140,6 +140,24 @@ def test_a_change_from_a_system_that_does_not_own_the_field_is_refused_naming_th
     assert result.state.pending == {}
 
 
+
+def test_a_subscriber_editing_a_field_it_does_not_own_is_owed_the_golden_value_back() -> None:
+    """The ERP user's phone edit is refused and the CRM's phone is written back to the ERP (its edit undone
+    there), not to anyone else; a system that is never written the field is owed nothing."""
+    crm = apply(change("customer.phone", "+49 30 1111111", "crm"))
+    delivered = TicketState(TICKET, fields=crm.state.fields, delivered={"erp": {"customer.phone": "+49 30 1111111"}})
+
+    edited = apply(change("customer.phone", "+49 30 9999999", "erp", author="admin", at=T0 + timedelta(hours=1)),
+                   state=delivered)
+
+    assert [o.kind for o in edited.outcomes] == ["not_owner"]
+    assert edited.state.fields == crm.state.fields
+    assert set(edited.state.pending) == {"erp"}
+    owed = edited.state.pending["erp"]["customer.phone"]
+    assert (owed.value, owed.system_field, owed.provenance.system) == ("+49 30 1111111", "party.phone", "crm")
+    # the MES is never written the customer's phone: its refused report owes it nothing
+    mes = apply(change("customer.phone", "+49 30 9999999", "mes"), state=delivered)
+    assert mes.state.pending == {}
 # --- values refused by a target or by the canonical model --------------------------------------------
 
 
