@@ -17,8 +17,8 @@ import structlog
 
 from hub.core.apply import apply_changes
 from hub.core.errors import InvalidValue, OrphanRecord, UnknownSystem
-from hub.core.mapping import lookup_path
-from hub.core.model import ApplyResult, FieldChange, Outcome, Provenance, TicketState
+from hub.core.mapping import FieldMapping, lookup_path
+from hub.core.model import ApplyResult, FieldChange, FieldValue, Outcome, Provenance, TicketState
 from hub.core.plugin import ConnectorType
 from hub.core.ports import Connector, ConnectorError, RecordNotFound, SourceRecord
 from hub.core.workflow import Evidence, last_word
@@ -299,17 +299,21 @@ def _ingest(hub: Hub, uow: Any, record: SourceRecord, event_id: str, received_at
         system=record.system, author=record.author, author_rank=mapping.author_rank(record.author),
         system_rank=mapping.rank, modified_at=record.modified_at, received_at=received_at, event_id=event_id,
     )
+    before = TicketState(ticket_id) if created else uow.tickets.load_state(ticket_id)
     changes, untranslatable = [], []
     for name, field_mapping in mapping.fields.items():
         found, raw = lookup_path(record.fields, field_mapping.system_field)
         if not found:
+            continue
+        if _holds_what_the_hub_writes(field_mapping, record.system, before.fields.get(name), raw):
+            # its own code for the golden value: agreement, not an edit
+            changes.append(FieldChange(name, before.fields[name].value, provenance))
             continue
         try:
             changes.append(FieldChange(name, field_mapping.to_canonical(raw), provenance))
         except InvalidValue as exc:
             untranslatable.append((FieldChange(name, _jsonable(raw), provenance), str(exc)))
 
-    before = TicketState(ticket_id) if created else uow.tickets.load_state(ticket_id)
     changes, echoes = _split_hub_echo(hub, record, changes, before)
     result = apply_changes(before, changes, hub.mappings, hub.workflow)
     rejected = tuple(
@@ -334,6 +338,18 @@ def _reserve_ids(hub: Hub, uow: Any, records: list[SourceRecord], received_at: d
         if uow.tickets.find_by_xref(*key) is None:
             reserved[key] = uow.tickets.allocate_ticket_id(received_at.date(), hub.settings.hub.business_code)
     return reserved
+
+
+def _holds_what_the_hub_writes(field_mapping: FieldMapping, system: str, current: FieldValue | None, raw: Any) -> bool:
+    """A field the hub only writes there (it does not read it) holds the golden value in the system's own
+    terms: e.g. the courier's `com` code for the WMS's carrier name. Reading it back would refuse it as a
+    non-owner's edit on every notice."""
+    if field_mapping.reads or current is None or current.value is None:
+        return False
+    try:
+        return bool(field_mapping.to_system(current.value, system) == raw)
+    except InvalidValue:
+        return False
 
 
 def _jsonable(raw: Any) -> Any:

@@ -159,11 +159,18 @@ def test_the_plain_asgi_path_and_the_documented_route_answer_alike(k100_hub: Hub
 
 def test_a_journey_pushed_by_the_twin_reaches_the_ticket(k100_hub: Hub, client: TestClient) -> None:
     """The hub subscribes the ticket's parcel; the twin pushes each step into the hub's app; processed, the
-    pushes move the ticket's shipment status and, once signed for, set its delivery time."""
+    pushes move the ticket's shipment status and, once signed for, set its delivery time. The `com` each push
+    carries is the courier's code for the WMS's carrier name, which the hub wrote: agreement, never refused."""
     crm_case = {"local_id": "CASE-1", "modified_at": "2026-02-13T09:00:00Z", "author": "agent@example.com",
                 "fields": {"contact": {"name": "Ada Lovelace"}, "case": {"status": "New"}}}
     ticket_id = process_event(k100_hub, accept_event(k100_hub, "crm", "case-1", crm_case)[0]).ticket_id
     assert ticket_id is not None
+    with k100_hub.store.unit_of_work() as uow:
+        uow.tickets.link(ticket_id, "wms", "WMS-1", k100_hub.clock())
+        uow.commit()
+    shipped = {"local_id": "WMS-1", "modified_at": "2026-02-13T10:00:00Z", "author": "warehouse-lead",
+               "fields": {"shipment": {"carrier": "顺丰速运", "tracking_number": "SF1"}}}
+    process_event(k100_hub, accept_event(k100_hub, "wms", "wms-1", shipped)[0])
 
     twin = Kuaidi100Twin(KEY, CUSTOMER, push_client=client)
     twin.script("shunfeng", "SF1", [("103", "顺丰速运 已收取快件"), ("1002", "快件到达【深圳转运中心】"),
@@ -187,6 +194,10 @@ def test_a_journey_pushed_by_the_twin_reaches_the_ticket(k100_hub: Hub, client: 
         statuses.append(fields["shipment.status"].value)
         assert ("shipment.delivered_at" in fields) == (len(statuses) == 4)
     assert statuses == ["collected", "in_transit", "delivering", "delivered"]
+    with k100_hub.store.unit_of_work() as uow:
+        history = uow.tickets.history(ticket_id)
+    assert [e.field for e in history if e.system == "wms"] == ["shipment.carrier", "shipment.waybill"]
+    assert [e.outcome for e in history if e.system == "courier" and e.field == "shipment.carrier"] == []
     assert fields["shipment.status"].provenance.author == "kuaidi100"
     delivered = twin.parcels[("shunfeng", "SF1")].checkpoints[-1].at
     assert fields["shipment.delivered_at"].value == delivered.strftime("%Y-%m-%dT%H:%M:%SZ")
