@@ -16,8 +16,8 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-demo: $(STAMP)  ## run the hub on the embedded default (SQLite) with sample data, then serve the API
-	$(BIN)/tickethub demo
+demo: $(STAMP)  ## the hub between five sandbox systems, a scripted day with a live display; keeps serving (Ctrl-C stops)
+	$(BIN)/tickethub demo --keep
 
 test: $(STAMP)  ## the whole suite: unit, integration (PostgreSQL/Redis/RabbitMQ on 127.0.0.1), e2e
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -26,8 +26,8 @@ test-fast: $(STAMP)  ## only the tests that need nothing
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check hub connectors mappings reconcile tests bench
-	$(BIN)/mypy hub connectors mappings reconcile
+	$(BIN)/ruff check hub connectors mappings reconcile demo tests bench
+	$(BIN)/mypy hub connectors mappings reconcile demo
 	$(BIN)/lint-imports  # the layers and the plug-in boundaries (pyproject.toml [tool.importlinter])
 
 bench: $(STAMP)

@@ -1,4 +1,5 @@
-"""A sample ticket's life, played through the real intake path (inbox, apply, store) for `tickethub demo`."""
+"""A sample ticket's life, played in process through the real intake path (inbox, apply, store): what `ticket
+show` and the history have to print."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def sample_events(start: Any) -> list[tuple[str, str, dict[str, Any], str]]:
     ]
 
 
-def run_demo(hub: Hub, console: Console) -> str:
+def play_sample(hub: Hub, console: Console) -> str:
     start = hub.clock().replace(microsecond=0) - timedelta(hours=1)
     ticket_id = None
     for system, external_id, payload, story in sample_events(start):
@@ -74,8 +75,7 @@ def run_demo(hub: Hub, console: Console) -> str:
 
 
 def _link_downstream_records(hub: Hub, ticket_id: str) -> None:
-    """Stand-in for the connectors of later work, which create the ERP order and MES production
-    order for a new ticket and link them; here the links are made directly."""
+    """The ERP order and MES production order of the ticket, linked directly (no deliveries run here)."""
     with hub.store.unit_of_work() as uow:
         now = hub.clock()
         uow.tickets.link(ticket_id, "erp", "SO-5521", now)

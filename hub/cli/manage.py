@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from typing import Annotated, Any
 
 import typer
@@ -23,7 +21,6 @@ from hub.cli.app import (
     since_option,
     ticket_app,
 )
-from hub.cli.serve import serve_api
 from hub.core.errors import InvalidTicketId, TicketNotFound
 from hub.core.ticket_ids import parse_ticket_id
 from hub.http.views import audit_json, delivery_json, ticket_json
@@ -185,38 +182,6 @@ def dlq_replay(ctx: typer.Context, ids: Annotated[list[int] | None, typer.Argume
         runtime.publish_deliveries(created)
         replayed += 1
     out.print(f"replayed {replayed} dead letter(s)")
-
-
-@app.command("demo")
-def demo(ctx: typer.Context,
-         serve: Annotated[bool, typer.Option(help="serve the API after loading the sample")] = True,
-         host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Create the embedded database, play a sample ticket's life through the hub, show it, serve the API."""
-    from hub.cli.demo import run_demo
-    from hub.store.migrate import upgrade
-
-    hub = hub_from(ctx)
-    upgrade(hub.engine)
-    ticket_id = run_demo(hub, out)
-    with hub.store.unit_of_work() as uow:
-        data = ticket_json(uow.tickets.get(ticket_id))
-        entries = [audit_json(e) for e in uow.tickets.history(ticket_id)]
-        pending = uow.tickets.pending_writes()
-    print_ticket(data)
-    print_history(entries)
-    out.print(f"outbox: {len(pending)} pending write(s) to "
-              f"{', '.join(sorted({p['system'] for p in pending if p['ticket_id'] == ticket_id})) or 'nobody'}")
-    if not serve:
-        return
-    token = hub.settings.api_token() or secrets.token_urlsafe(24)
-    os.environ.setdefault(hub.settings.hub.api_token_env, token)
-    base = f"http://{host}:{port}"
-    out.print(f"\nserving the API on {base} (Ctrl-C stops). Try:\n"
-              f"  curl -H 'Authorization: Bearer {token}' {base}/tickets/{ticket_id}\n"
-              f"  curl -H 'Authorization: Bearer {token}' {base}/tickets/{ticket_id}/history\n"
-              f"  curl -H 'Authorization: Bearer {token}' '{base}/tickets?system=crm&local_id=CASE-1001'\n"
-              f"  open {base}/docs")
-    serve_api(hub, token, host, port)
 
 
 @app.command("stats")

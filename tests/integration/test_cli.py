@@ -1,16 +1,22 @@
-"""The `tickethub` command line: db upgrade, mappings check, ticket show, demo, configuration errors."""
+"""The `tickethub` command line: db upgrade, mappings check, ticket show, configuration errors."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
+from hub.bootstrap import bootstrap
 from hub.cli import app
+from hub.config import load_settings
 from hub.mapping_files import DEFAULT_DIR
+from hub.store.migrate import upgrade
+from tests.sample_day import play_sample
 
 runner = CliRunner()
 
@@ -24,12 +30,17 @@ def env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path) -> s
     return database_url
 
 
-def test_demo_then_ticket_show_prints_the_record_and_history(env: str) -> None:
-    """`tickethub demo` plays a ticket through the hub; `ticket show` prints it with provenance and history."""
-    demo = runner.invoke(app, ["demo", "--no-serve"])
-    assert demo.exit_code == 0, demo.output
-    assert "not_owner" in demo.output and "invalid_value→erp" in demo.output and "orphan" in demo.output
-    ticket_id = next(word for word in demo.output.split() if word.endswith("-SVC-00001"))
+def _sample(env: str) -> str:
+    """The sample ticket's life played on the test's database (in process, no deliveries): its ID."""
+    hub = bootstrap(load_settings(None))
+    upgrade(hub.engine)
+    return play_sample(hub, Console(file=io.StringIO()))
+
+
+def test_ticket_show_prints_the_record_with_provenance_and_history(env: str) -> None:
+    """After a sample ticket's life (an orphan, a refused phone, a stale edit, a non-owner's edit, a duplicate),
+    `ticket show` prints the record with provenance and the history, as JSON and as tables."""
+    ticket_id = _sample(env)
 
     shown = runner.invoke(app, ["ticket", "show", ticket_id, "--json", "--history"])
     assert shown.exit_code == 0, shown.output
@@ -41,14 +52,6 @@ def test_demo_then_ticket_show_prints_the_record_and_history(env: str) -> None:
 
     table = runner.invoke(app, ["ticket", "show", ticket_id, "--history"])
     assert table.exit_code == 0 and "Ada Lovelace" in table.output and "not_owner" in table.output
-
-
-def test_demo_twice_is_idempotent(env: str) -> None:
-    """Running the demo again on the same database reports duplicates and leaves one ticket."""
-    runner.invoke(app, ["demo", "--no-serve"])
-    again = runner.invoke(app, ["demo", "--no-serve"])
-    assert again.exit_code == 0, again.output
-    assert "duplicate" in again.output and "SVC-00002" not in again.output
 
 
 def test_ticket_show_unknown_and_malformed(env: str) -> None:
@@ -140,9 +143,9 @@ def test_delivery_settings_are_validated(env: str, tmp_path: Path) -> None:
 
 
 def test_stats_reports_the_service_metrics_as_json_and_as_tables(env: str) -> None:
-    """`tickethub stats`: the demo's ticket went new -> assigned (two accepted status changes, one stay in
+    """`tickethub stats`: the sample ticket went new -> assigned (two accepted status changes, one stay in
     `new`) and its writes are still owed (it is waiting for its systems); --since in the future counts none."""
-    assert runner.invoke(app, ["demo", "--no-serve"]).exit_code == 0
+    _sample(env)
     shown = runner.invoke(app, ["stats", "--json", "--since", "2000-01-01T00:00:00Z"])
     assert shown.exit_code == 0, shown.output
     data = json.loads(shown.output)
