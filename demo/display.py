@@ -72,10 +72,10 @@ class Narrator:
     def systems_table(self) -> Panel:
         day = self.day
         table = Table(expand=True, show_lines=False, header_style="bold")
-        table.add_column("field")
-        table.add_column("hub (golden)", style="bold")
+        table.add_column("field", no_wrap=True, min_width=19)
+        table.add_column("hub (golden)", style="bold", no_wrap=True, overflow="ellipsis", min_width=10)
         for column in (*COLUMNS, "courier"):
-            table.add_column(column.upper())
+            table.add_column(column.upper(), no_wrap=True, overflow="ellipsis", min_width=8)
         golden = self._golden_fields()
         for name in SHOWN:
             row = [name, _cell((golden.get(name) or {}).get("value"))]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from demo.world import DemoError, World
+from demo.world import SKEW_SECONDS, DemoError, World
 
 CASE = "CASE-1001"
 CARRIER, COM, WAYBILL = "SF Express", "shunfeng", "SF1400012345678"
@@ -208,11 +208,14 @@ class Day:
 
     def resolved_needs_proof(self, out: StepOutcome) -> None:
         self.edit_and_notify("crm", AGENT, **{"case.status": "Resolved"})
+        claimed = time.time()
         [refused] = self.until(lambda: self.history("no_evidence", "crm"), "the hub to refuse \"resolved\"")
         self.until(lambda: self.value("crm", "case.status") == "Shipped", "the CRM to be told the ticket is shipped")
         self.note(out, f"\"Resolved\" by {refused['author']} before delivery: refused ({refused['reason']}); the "
                        "CRM's case is set back to Shipped")
         for state in ("in_transit", "delivering", "delivered"):
+            if state == "delivered":  # later than the refused claim by more than the clock-skew tolerance, as
+                time.sleep(max(0.0, claimed + SKEW_SECONDS + 1.5 - time.time()))  # a real parcel's would be
             self._parcel_moves(state)
         self.until(lambda: self.status() == "delivered", "the ticket delivered on the courier's word")
         self.note(out, "courier: in transit, out for delivery, signed for — the ticket is delivered")

@@ -27,6 +27,7 @@ from connectors.kuaidi100.twin import Kuaidi100Twin
 from hub.core.signing import sign_standard
 
 GENERIC_SYSTEMS = ("crm", "erp", "mes", "wms")
+SKEW_SECONDS = 2.0  # [hub] clock_skew_seconds: evidence this close after a status claim still counts for it
 MARKER = ".tickethub-demo"  # a work directory the demo made, and may empty on the next run
 
 
@@ -178,7 +179,8 @@ class World:
 
     def _config_text(self) -> str:
         lines = ["# written by `tickethub demo`: the hub between five sandbox twins on loopback ports", "[hub]",
-                 f'database_url = "sqlite:///{self.workdir / "hub.db"}"', f'data_dir = "{self.workdir / "var"}"', "",
+                 f'database_url = "sqlite:///{self.workdir / "hub.db"}"', f'data_dir = "{self.workdir / "var"}"',
+                 f"clock_skew_seconds = {SKEW_SECONDS}", "",
                  "[delivery]", "backoff_base_seconds = 0.3", "backoff_cap_seconds = 2.0",
                  "sweep_interval_seconds = 0.5", "", "[workflow]", "dwell_check_seconds = 5", "",
                  "[reconcile]", "enabled = false  # the demo runs it itself, in step 6",
