@@ -6,7 +6,8 @@ run in this order, and every change ends in exactly one outcome:
 1. echo          the system reports back the value the hub last wrote to it (not a new change);
 2. not_owner     the source system does not own the field (never applied, always recorded), unless it
                  reports the value the record already holds: that is agreement, a duplicate; a source that
-                 is written the field is owed the golden value again (its edit is undone there);
+                 is written the field is owed the golden value again (its edit is undone there) unless
+                 its mapping's policy for the field is `report` or `review`;
 3. invalid_value the value is not valid canonically;
 4. duplicate     the very same change is already the current value (a no-op);
 5. conflict      a monotonic field (production progress) would go down: never applied, however new;
@@ -255,10 +256,13 @@ def _owe(change: FieldChange, current: FieldValue | None, pending: dict[str, dic
 def _restore(name: str, source: str, current: FieldValue | None, pending: dict[str, dict[str, PendingWrite]],
              mappings: MappingSet) -> None:
     """A subscriber edited a field it does not own: it is owed the golden value again (the edit is undone
-    there, not left to the nightly run). Nothing when the record has no value yet, or when the system would
-    refuse the golden value (that refusal was recorded when the value was applied)."""
+    there, not left to the nightly run) when its mapping's policy for the field is `repair` (the default; with
+    `report` or `review` the copy is left for the reconciliation report). Nothing when the record has no value
+    yet, or when the system would refuse the golden value (that refusal was recorded when it was applied)."""
     mapping = mappings.systems[source].fields.get(name) if source in mappings.systems else None
     if current is None or current.value is None or mapping is None or not mapping.writes:
+        return
+    if mapping.reconcile != "repair":
         return
     try:
         system_value = mapping.to_system(current.value, source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -173,6 +174,21 @@ def test_a_subscriber_editing_a_field_it_does_not_own_is_owed_the_golden_value_b
     # the MES is never written the customer's phone: its refused report owes it nothing
     mes = apply(change("customer.phone", "+49 30 9999999", "mes"), state=delivered)
     assert mes.state.pending == {}
+
+
+def test_a_non_owners_edit_is_left_alone_where_its_policy_is_report() -> None:
+    """With `reconcile = "report"` for the ERP's phone, the refused edit is not undone in the ERP."""
+    erp = MAPPINGS.systems["erp"]
+    phone = replace(erp.fields["customer.phone"], reconcile="report")
+    lenient = replace(MAPPINGS, systems={**MAPPINGS.systems,
+                                         "erp": replace(erp, fields={**erp.fields, "customer.phone": phone})})
+    crm = apply(change("customer.phone", "+49 30 1111111", "crm"), mapping_set=lenient)
+    state = TicketState(TICKET, fields=crm.state.fields)
+
+    edited = apply(change("customer.phone", "+49 30 9999999", "erp", mapping_set=lenient), state=state,
+                   mapping_set=lenient)
+
+    assert [o.kind for o in edited.outcomes] == ["not_owner"] and edited.state.pending == {}
 # --- values refused by a target or by the canonical model --------------------------------------------
 
 
