@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -131,6 +131,7 @@ class SystemSettings(BaseModel):
     hub_author: str | None = None  # the user the hub writes as in this system: its changes are echoes
     poll_interval_seconds: float = Field(default=30.0, gt=0)  # polled systems: how often
     poll_overlap_seconds: float = Field(default=60.0, ge=0)  # each poll re-reads this far behind its watermark
+    record_url: str | None = None  # the console links a record here: "https://crm.example.com/cases/{local_id}"
 
     @field_validator("type")
     @classmethod
@@ -179,12 +180,39 @@ def check_system(where: str, name: str, system: SystemSettings) -> list[Problem]
     return problems
 
 
+class ConsoleUser(StrictModel):
+    """A named console account: its role, and how it proves who it is (a password hash, or a token kept in
+    an environment variable)."""
+
+    role: Literal["viewer", "operator"] = "viewer"  # only operators decide flagged items or replay dead letters
+    password_hash: str | None = None  # pbkdf2_sha256$<iterations>$<salt>$<hash>: `tickethub console hash-password`
+    token_env: str | None = None  # or: the environment variable holding this user's token
+
+
+class ConsoleSettings(StrictModel):
+    """The operator console under /console (README "Operator console")."""
+
+    enabled: bool = True
+    # signs the session cookies (every API process must share it); unset: derived from the API token
+    session_secret_env: str = "TICKETHUB_CONSOLE_SECRET"
+    session_hours: float = Field(default=12.0, gt=0)
+    users: dict[str, ConsoleUser] = {}
+    # the API token also logs in, as an operator under the name typed with it
+    api_token_login: bool = True
+    # single sign-on: a reverse proxy that authenticated the user names them in this header
+    trusted_user_header: str | None = None  # e.g. "X-Forwarded-User"
+    trusted_proxies: list[str] = ["127.0.0.1", "::1"]  # the header counts only from these addresses
+    sso_role: Literal["viewer", "operator"] = "viewer"  # an SSO user not listed under users
+    page_size: int = Field(default=100, ge=10, le=1000)
+
+
 class Settings(StrictModel):
     hub: HubSettings = HubSettings()
     delivery: DeliverySettings = DeliverySettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     workflow: WorkflowSettings = WorkflowSettings()
     alerts: AlertSettings = AlertSettings()
+    console: ConsoleSettings = ConsoleSettings()
     systems: dict[str, SystemSettings] = {}
     source: str = "(embedded default)"
 

@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from hub.bootstrap import Hub
 from hub.core.errors import InvalidTicketId, TicketNotFound
 from hub.core.ticket_ids import parse_ticket_id
+from hub.http.console.pages import install as install_console
 from hub.http.ops import ops_router
 from hub.http.reconcile import reconcile_router
 from hub.http.views import audit_json, ticket_json
@@ -116,4 +117,5 @@ def create_app(hub: Hub, api_token: str, webhook_secrets: Mapping[str, Sequence[
 
     app.include_router(ops_router(hub, require_token, publish_deliveries, broker_check))
     app.include_router(reconcile_router(hub, require_token, publish_deliveries))
+    install_console(app, hub, api_token, publish_deliveries, broker_check)
     return app

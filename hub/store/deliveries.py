@@ -360,6 +360,24 @@ class DeliveryRepository:
             query = query.where(deliveries.c.updated_at >= since)
         return [dict(r._mapping) for r in self.conn.execute(query)]
 
+    def for_ticket(self, ticket_id: str, limit: int = 500) -> list[dict[str, Any]]:
+        """The ticket's deliveries, oldest first."""
+        query = (select(deliveries).where(deliveries.c.ticket_id == ticket_id)
+                 .order_by(deliveries.c.id).limit(limit))
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    def attempts_of(self, delivery_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        """Every attempt of these deliveries, per delivery, in order."""
+        found: dict[int, list[dict[str, Any]]] = {i: [] for i in delivery_ids}
+        if delivery_ids:
+            rows = self.conn.execute(select(delivery_attempts)
+                                     .where(delivery_attempts.c.delivery_id.in_(list(delivery_ids)))
+                                     .order_by(delivery_attempts.c.delivery_id, delivery_attempts.c.number,
+                                               delivery_attempts.c.id))
+            for r in rows:
+                found[r.delivery_id].append(dict(r._mapping))
+        return found
+
     def get(self, delivery_id: int) -> dict[str, Any] | None:
         row = self.conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).one_or_none()
         return None if row is None else dict(row._mapping)
