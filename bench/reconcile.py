@@ -56,7 +56,7 @@ def _raw(i: int) -> dict[str, object]:
             "product.serial": f"SN-{i:08d}", "product.model": f"PUMP-{i % 40}",
             "fault.description": f"泵{i % 7}号 jams at column {i % 13}", "status": STATUSES[i % len(STATUSES)],
             "parts.reserved": i % 3 == 0, "production.progress": (i * 7) % 101,
-            "shipment.carrier": "shunfeng", "shipment.waybill": f"SF{i:012d}",
+            "shipment.carrier": "shunfeng", "shipment.waybill": f"SF{i:012d}", "shipment.status": "delivered",
             "shipment.delivered_at": (T0 + timedelta(days=3)).isoformat().replace("+00:00", "Z"),
             "billing.amount": f"{(i % 900) + 100}.50"}
 

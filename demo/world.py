@@ -107,6 +107,8 @@ class World:
     servers: dict[str, _Served] = field(default_factory=dict)
     hub: subprocess.Popen[bytes] | None = None
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=15))
+    mappings_dir: Path | None = None  # other mapping files than the shipped ones (a test's)
+    extra_config: str = ""  # more TOML appended to the configuration (a test's [console] users, say)
 
     @property
     def base(self) -> str:
@@ -180,7 +182,8 @@ class World:
     def _config_text(self) -> str:
         lines = ["# written by `tickethub demo`: the hub between five sandbox twins on loopback ports", "[hub]",
                  f'database_url = "sqlite:///{self.workdir / "hub.db"}"', f'data_dir = "{self.workdir / "var"}"',
-                 f"clock_skew_seconds = {SKEW_SECONDS}", "",
+                 f"clock_skew_seconds = {SKEW_SECONDS}",
+                 *([f'mappings_dir = "{self.mappings_dir}"'] if self.mappings_dir else []), "",
                  "[delivery]", "backoff_base_seconds = 0.3", "backoff_cap_seconds = 2.0",
                  "sweep_interval_seconds = 0.5", "", "[workflow]", "dwell_check_seconds = 5", "",
                  "[reconcile]", "enabled = false  # the demo runs it itself, in step 6",
@@ -194,7 +197,7 @@ class World:
         lines += ["[systems.courier]", 'type = "kuaidi100"', f'base_url = "{self.servers["courier"].url}"',
                   'credentials_env = "DEMO_K100_KEY"', 'customer_env = "DEMO_K100_CUSTOMER"',
                   'webhook_secrets_env = "DEMO_K100_SALT"', f'callback_url = "{self.base}/webhooks/courier"', ""]
-        return "\n".join(lines)
+        return "\n".join(lines) + self.extra_config
 
     # ---- the story's hands ---------------------------------------------------------------------------
 
