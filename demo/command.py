@@ -68,7 +68,8 @@ def _summary(world: World, day: Day, ok: bool, elapsed: float) -> dict[str, obje
     if day.run_id is not None:
         reports = {fmt: str(world.report_dir / f"reconcile-{day.run_id}.{fmt}") for fmt in ("json", "csv", "html")}
     return {"ok": ok, "seconds": round(elapsed, 1), "ticket_id": day.ticket_id, "local_ids": day.local,
-            "reconcile_run": day.run_id, "api": world.base, "reports": reports, "workdir": str(world.workdir),
+            "reconcile_run": day.run_id, "api": world.base, "console": f"{world.base}/console/runs",
+            "reports": reports, "workdir": str(world.workdir),
             "steps": [o.as_json() for o in day.outcomes]}
 
 
@@ -83,6 +84,8 @@ def _print_summary(console: Console, world: World, day: Day, summary: dict[str, 
     if day.run_id is not None:
         console.print(f"reconciliation report: {world.report_dir / f'reconcile-{day.run_id}.html'} (open it in a "
                       f"browser; also .json and .csv beside it), and {world.base}/reconcile/runs/{day.run_id}.html")
+        console.print(f"operator console: {world.base}/console/runs/{day.run_id} (ticket: "
+                      f"{world.base}/console/tickets/{day.ticket_id}); log in with any name and the API token")
     console.print(f"the hub's API: {world.base}/docs; its log: {world.workdir / 'hub.log'}; "
                   f"this summary: {world.workdir / 'demo.json'}")
 

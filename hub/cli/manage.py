@@ -184,6 +184,20 @@ def dlq_replay(ctx: typer.Context, ids: Annotated[list[int] | None, typer.Argume
     out.print(f"replayed {replayed} dead letter(s)")
 
 
+console_app = typer.Typer(no_args_is_help=True, help="The operator console under /console.")
+app.add_typer(console_app, name="console")
+
+
+@console_app.command("hash-password")
+def console_hash_password(
+        password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True,
+                                              help="asked for when not given")]) -> None:
+    """Print a password hash for a [console.users.<name>] password_hash (PBKDF2-SHA256, salted)."""
+    from hub.http.console.auth import hash_password
+
+    typer.echo(hash_password(password))
+
+
 @app.command("stats")
 def stats(ctx: typer.Context,
           since: Annotated[str | None, typer.Option(help="from this time (ISO 8601; default: 24 hours ago)")] = None,

@@ -6,7 +6,3 @@ system, the timeline of changes, refusals and deliveries), dead letters (inspect
 mappings' matrix and problems) and health (queues, first-attempt success, dwell breaches). Viewers read;
 operators also decide and replay, and every decision records the operator's name (README "Operator console").
 """
-
-from hub.http.console.pages import console_router
-
-__all__ = ["console_router"]
