@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -35,6 +35,14 @@ ITEM_FILTERS = ("system", "field", "rule", "action", "kind", "author")
 class _Redirect(Exception):
     def __init__(self, url: str):
         self.url = url
+
+
+class ConsoleError(Exception):
+    """A request the console refuses: shown as a page with the status and what is wrong."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
 
 def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[int]], None] | None = None,
@@ -71,16 +79,16 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
     async def form(request: Request) -> dict[str, list[str]]:
         body = await request.body()
         if len(body) > MAX_FORM_BYTES:
-            raise HTTPException(413, "form too large")
+            raise ConsoleError(413, "form too large")
         return parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
 
     def acting(request: Request, data: dict[str, list[str]]) -> Operator:
         """The operator behind a form that changes something: signed in, CSRF token right, operator role."""
         me = viewer(request)
         if not csrf_ok(me.csrf, _one(data, "csrf")):
-            raise HTTPException(403, translator(language(request))("csrf"))
+            raise ConsoleError(403, translator(language(request))("csrf"))
         if not me.may_act:
-            raise HTTPException(403, translator(language(request))("forbidden"))
+            raise ConsoleError(403, translator(language(request))("forbidden"))
         return me
 
     Me = Annotated[Operator, Depends(viewer)]
@@ -100,7 +108,7 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
     def login(request: Request, data: Form) -> Response:
         target = _local(_one(data, "next") or "/console/runs")
         if not csrf_ok(request.cookies.get(LOGIN_COOKIE, ""), _one(data, "csrf")):
-            raise HTTPException(403, translator(language(request))("csrf"))
+            raise ConsoleError(403, translator(language(request))("csrf"))
         name, secret = _one(data, "name").strip(), _one(data, "secret")
         role = gate.check(name, secret)
         if role is None:
@@ -121,7 +129,7 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
     def logout(request: Request, data: Form) -> Response:
         me = viewer(request)
         if not csrf_ok(me.csrf, _one(data, "csrf")):
-            raise HTTPException(403, translator(language(request))("csrf"))
+            raise ConsoleError(403, translator(language(request))("csrf"))
         response = RedirectResponse("/console/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/console")
         return response
@@ -202,7 +210,7 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
         if deliveries and publish_deliveries is not None:
             publish_deliveries(deliveries)
         if refused and len(refused) == len(chosen):
-            raise HTTPException(422, "; ".join(refused))
+            raise ConsoleError(422, "; ".join(refused))
         query = urlencode({"flash": "decided", "n": len(chosen) - len(refused), "m": len(deliveries)})
         return RedirectResponse(f"/console/runs/{run_id}?{query}", status_code=303)
 
@@ -213,7 +221,7 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
         renderers = {"html": (to_html, "text/html; charset=utf-8"), "json": (to_json, "application/json"),
                      "csv": (to_csv, "text/csv; charset=utf-8")}
         if fmt not in renderers:
-            raise HTTPException(404, f"no report format `{fmt}`")
+            raise ConsoleError(404, f"no report format `{fmt}`")
         render_, media = renderers[fmt]
         return Response(render_(_report(run_id)), media_type=media, headers={
             "Content-Disposition": f'inline; filename="reconcile-{run_id}.{fmt}"', "X-Content-Type-Options": "nosniff"})
@@ -222,7 +230,7 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
         try:
             return load_report(hub, run_id)
         except LookupError as exc:
-            raise HTTPException(404, str(exc)) from None
+            raise ConsoleError(404, str(exc)) from None
 
     # ---- tickets ---------------------------------------------------------------------------------------
 
@@ -253,10 +261,10 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
         try:
             parse_ticket_id(ticket_id)
         except InvalidTicketId as exc:
-            raise HTTPException(404, str(exc)) from None
+            raise ConsoleError(404, str(exc)) from None
         with hub.store.unit_of_work() as uow:
             if not uow.tickets.exists(ticket_id):
-                raise HTTPException(404, f"no ticket {ticket_id}")
+                raise ConsoleError(404, f"no ticket {ticket_id}")
             ticket = uow.tickets.get(ticket_id)
             history = uow.tickets.history(ticket_id)
             deliveries = uow.deliveries.for_ticket(ticket_id)
@@ -294,7 +302,7 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
         with hub.store.unit_of_work() as uow:
             row = uow.deliveries.get(delivery_id)
             if row is None:
-                raise HTTPException(404, f"no delivery {delivery_id}")
+                raise ConsoleError(404, f"no delivery {delivery_id}")
             attempts = uow.deliveries.attempts(delivery_id)
         return render(request, "delivery.html", me, d=row, attempts=attempts, csrf=me.csrf, active="dead")
 
@@ -348,6 +356,11 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
         return render(request, "health.html", me, states=states, by_system=by_system, stats=stats, ready=ready,
                       reason=reason, active="health")
 
+    def refused(request: Request, exc: ConsoleError) -> Response:
+        return render(request, "error.html", gate.operator(request), status=exc.status, status_code=exc.status,
+                      message=str(exc))
+
+    router.refused = refused  # type: ignore[attr-defined]
     return router, StaticFiles(directory=HERE / "static")
 
 
@@ -363,6 +376,10 @@ def install(app: Any, hub: Hub, api_token: str, publish_deliveries: Callable[[li
     @app.exception_handler(_Redirect)
     async def _to_login(_request: Request, exc: _Redirect) -> Response:
         return RedirectResponse(exc.url, status_code=303)
+
+    @app.exception_handler(ConsoleError)
+    async def _refused(request: Request, exc: ConsoleError) -> Response:
+        return router.refused(request, exc)  # type: ignore[attr-defined,no-any-return]
 
 
 # ---- helpers -------------------------------------------------------------------------------------------
