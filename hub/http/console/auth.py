@@ -26,6 +26,7 @@ Role = Literal["viewer", "operator"]
 SESSION_COOKIE = "tickethub_session"
 LOGIN_COOKIE = "tickethub_login"  # the login form's CSRF token, before there is a session
 PBKDF2_ITERATIONS = 200_000
+_DECOY = "pbkdf2_sha256$200000$decoy$" + "0" * 64  # checked against when a name has no password hash
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,11 @@ class Gate:
         if not name or not secret:
             return None
         user = self.settings.users.get(name)
+        # the hash is worked out whether or not the name exists: the answer's time does not say which names do
+        stored = user.password_hash if user is not None and user.password_hash else _DECOY
+        if password_matches(secret, stored) and stored is not _DECOY:
+            ok_role = user.role if user is not None else None
         if user is not None:
-            if user.password_hash and password_matches(secret, user.password_hash):
-                ok_role = user.role
             token = self.environ.get(user.token_env) if user.token_env else None
             if token and hmac.compare_digest(secret.encode(), token.encode()):
                 ok_role = user.role

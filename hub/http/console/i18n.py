@@ -81,6 +81,22 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
+# the values the pages show (run states, kinds, rules, actions, decisions), in Chinese; English shows them as
+# they are stored (they are also what the JSON report and the API say)
+VALUES_ZH = {
+    "done": "完成", "running": "进行中", "failed": "失败", "full": "全量", "incremental": "增量",
+    "conflict": "冲突", "missed_change": "漏收变更", "drift": "偏离", "orphan": "孤立记录", "dangling": "悬空引用",
+    "missing": "缺失", "repaired": "已修复", "would_repair": "将修复（演练）", "reported": "仅报告",
+    "awaiting_review": "待复核", "accepted": "已接受", "overridden": "已改写", "accept": "接受", "override": "改写",
+    "agree": "一致", "newest": "最新修改", "author_rank": "作者级别", "system_rank": "系统级别",
+    "flagged": "需人工判断",
+    "ownership": "字段归属", "none": "无", "pending": "待发送", "in_flight": "发送中", "retry_wait": "等待重试",
+    "delivered": "已送达", "dead": "死信", "replayed": "已重放", "superseded": "已被取代",
+    "applied": "已应用", "echo": "回声", "duplicate": "重复", "stale": "过时", "not_owner": "非归属系统",
+    "invalid_value": "无效值", "not_allowed": "不允许的状态变更", "no_evidence": "缺少证据",
+}
+
+
 def pick_language(cookie: str | None, accept_language: str | None) -> str:
     if cookie in LANGUAGES:
         return str(cookie)
@@ -94,7 +110,7 @@ def pick_language(cookie: str | None, accept_language: str | None) -> str:
             except ValueError:
                 q = 0.0
         lang = tag.strip().lower().split("-")[0]
-        if lang in LANGUAGES and q > best_q:
+        if lang in LANGUAGES and q > 0 and q > best_q:
             best, best_q = lang, q
     return best
 
@@ -107,3 +123,12 @@ def translator(lang: str) -> Any:
         return text.format(**values) if values else text
 
     return t
+
+
+def value_namer(lang: str) -> Any:
+    """A stored code (`missed_change`, `repaired`, ...) as the page says it: in Chinese with the code beside."""
+    def v(code: Any) -> str:
+        text = str(code)
+        return f"{VALUES_ZH[text]} ({text})" if lang == "zh" and text in VALUES_ZH else text
+
+    return v

@@ -18,10 +18,11 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from hub.bootstrap import Hub
+from hub.core.canonical import FIELDS
 from hub.core.errors import InvalidTicketId
 from hub.core.ticket_ids import parse_ticket_id
 from hub.http.console.auth import LOGIN_COOKIE, SESSION_COOKIE, Gate, Operator, csrf_ok
-from hub.http.console.i18n import LANGUAGES, pick_language, translator
+from hub.http.console.i18n import LANGUAGES, pick_language, translator, value_namer
 from hub.usecases.reconcile import load_report
 from hub.usecases.reconcile.decisions import DecisionRefused, decide
 from hub.usecases.replay import replay_delivery
@@ -65,7 +66,7 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
         lang = language(request)
         flash = request.query_params.get("flash")
         page = templates.get_template(template).render(
-            t=translator(lang), lang=lang, me=me, request_path=request.url.path,
+            t=translator(lang), v=value_namer(lang), lang=lang, me=me, request_path=request.url.path,
             flash=flash if flash in FLASHES else None, flash_n=request.query_params.get("n", ""),
             flash_m=request.query_params.get("m", ""), **context)
         return _secured(HTMLResponse(page, status_code=status))
@@ -201,17 +202,20 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
         report = _report(run_id)
         chosen = _decisions(data, {i.id: i for i in report.items})
         deliveries: list[int] = []
-        refused: list[str] = []
+        refusals: list[tuple[int, int, str]] = []  # (item, status, why)
         for item, accept, value, _ in chosen:
             try:
                 deliveries += decide(hub, run_id, item.id, me.name, accept, None if accept else value)
             except DecisionRefused as exc:
-                refused.append(f"#{item.id}: {exc}")
+                refusals.append((item.id, exc.status, str(exc)))
         if deliveries and publish_deliveries is not None:
             publish_deliveries(deliveries)
-        if refused and len(refused) == len(chosen):
-            raise ConsoleError(422, "; ".join(refused))
-        query = urlencode({"flash": "decided", "n": len(chosen) - len(refused), "m": len(deliveries)})
+        done = len(chosen) - len(refusals)
+        if refusals:  # said on a page of its own, with what was done: never lost in a redirect
+            status = 200 if done else refusals[0][1]
+            return render(request, "decided.html", me, status=status, report=report, done=done,
+                          deliveries=len(deliveries), refusals=refusals, active="runs")
+        query = urlencode({"flash": "decided", "n": done, "m": len(deliveries)})
         return RedirectResponse(f"/console/runs/{run_id}?{query}", status_code=303)
 
     @router.get("/runs/{run_id}/report.{fmt}")
@@ -223,8 +227,11 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
         if fmt not in renderers:
             raise ConsoleError(404, f"no report format `{fmt}`")
         render_, media = renderers[fmt]
+        # self-contained (its own inline style), and sandboxed: no script of any kind runs in it
         return Response(render_(_report(run_id)), media_type=media, headers={
-            "Content-Disposition": f'inline; filename="reconcile-{run_id}.{fmt}"', "X-Content-Type-Options": "nosniff"})
+            "Content-Disposition": f'inline; filename="reconcile-{run_id}.{fmt}"', "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
+            "Cache-Control": "no-store"})
 
     def _report(run_id: int) -> Any:
         try:
@@ -413,22 +420,35 @@ def _matches(item: Any, chosen: dict[str, str]) -> bool:
 
 def _decisions(data: dict[str, list[str]], by_id: dict[int, Any]) -> list[tuple[Any, bool, Any, str]]:
     """(item, accept, value, text typed) for each selected item: `item` ids checked; `choice-<id>`
-    accept|override; `value-<id>` the override's value (JSON if it parses, else text)."""
+    accept|override; `value-<id>` the override's value, read as the field's type (`_typed`)."""
     chosen = []
     for raw in dict.fromkeys(data.get("item", [])):
         if not raw.isdigit() or int(raw) not in by_id:
             continue
         item = by_id[int(raw)]
         accept = _one(data, f"choice-{raw}") != "override"
-        value: Any = None
         text = _one(data, f"value-{raw}")
-        if not accept:
-            try:
-                value = json.loads(text)
-            except ValueError:
-                value = text
-        chosen.append((item, accept, value, text))
+        if not accept and not text.strip():
+            raise ConsoleError(422, f"item {item.id}: type the value to write, or choose to accept the proposal")
+        chosen.append((item, accept, None if accept else _typed(item.field, text), text))
     return chosen
+
+
+def _typed(field: str | None, text: str) -> Any:
+    """What an operator typed, as a value of the field: text stays text (a phone number of digits included);
+    whole numbers and true/false are read as such for the fields that take them; anything else is left for
+    the field to refuse like any other wrong value."""
+    spec = FIELDS.get(field or "")
+    text = text.strip()
+    if spec is not None and spec.type == "integer":
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    if spec is not None and spec.type == "boolean":
+        return {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False,
+                "是": True, "否": False}.get(text.lower(), text)
+    return text
 
 
 def _plan(item: Any, accept: bool, value: Any, proposal: dict[str, Any] | None, hub: Hub,
