@@ -103,6 +103,15 @@ def test_the_demo_plays_every_step_and_the_hub_shows_each_outcome(tmp_path: Path
         for fmt in ("json", "csv", "html"):
             assert (workdir / "reports" / f"reconcile-{run['id']}.{fmt}").stat().st_size > 0
 
+        # the console serves the run to an operator who logs in with the token and a name
+        login = http.get("/console/runs", follow_redirects=True)
+        assert login.status_code == 200 and 'action="/console/login"' in login.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', login.text)
+        assert csrf is not None
+        page = http.post("/console/login", data={"csrf": csrf.group(1), "next": f"/console/runs/{run['id']}",
+                                                 "name": "ops", "secret": TOKEN}, follow_redirects=True)
+        assert page.status_code == 200 and "customer.address" in page.text and "clerk.li" in page.text
+
         # --keep: still serving; Ctrl-C stops the hub and the twins, and the demo exits 0
         assert demo.poll() is None
         demo.send_signal(signal.SIGINT)
