@@ -3,18 +3,45 @@ and its discrepancies with their evidence, action and operator decision."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hub.core.errors import TickethubError
 from hub.store.dialect import insert_for
-from hub.store.tables import reconcile_copies, reconcile_items, reconcile_parts, reconcile_runs, xrefs
+from hub.store.tables import field_values, reconcile_copies, reconcile_items, reconcile_parts, reconcile_runs, xrefs
 
 ABANDONED_AFTER = timedelta(minutes=10)  # a running run with no heartbeat for this long was abandoned
+IN_BATCH = 500  # IDs per `IN (...)` list (SQLite's limit on bound variables is far above; a chunk may not be)
+ITEM_PAGE = 1000  # report items read per query when streaming a report
+
+
+def _json_text(value: Any) -> str:
+    """A JSON column's value as stored on SQLite (compact, UTF-8 as is; any JSON reader takes it)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # what orjson refuses (an integer beyond 64 bits): the standard library's encoding
+        return json.dumps(value)
+
+
+def _loads(text: str) -> Any:
+    """A JSON value stored as text, decoded as the typed path would (orjson first; what it refuses, such as an
+    integer beyond 64 bits, by the standard library)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def _batches(ids: Sequence[str]) -> Iterator[list[str]]:
+    ids = list(ids)
+    for start in range(0, len(ids), IN_BATCH):
+        yield ids[start:start + IN_BATCH]
 
 
 class RunInProgress(TickethubError):
@@ -78,6 +105,14 @@ class ReconcileRepository:
         ).values(**values))
         return done.rowcount == 1
 
+    def pending(self, run_id: int, prefix: str) -> bool:
+        """Whether a part of the run whose name starts with `prefix` is still pending (one indexed probe: the
+        parts themselves, whose details hold their tickets, are not loaded)."""
+        query = select(reconcile_parts.c.part).where(
+            reconcile_parts.c.run_id == run_id, reconcile_parts.c.part.startswith(prefix),
+            reconcile_parts.c.state == "pending").limit(1)
+        return self.conn.execute(query).first() is not None
+
     def parts(self, run_id: int, prefix: str) -> list[dict[str, Any]]:
         query = (select(reconcile_parts).where(reconcile_parts.c.run_id == run_id,
                                                reconcile_parts.c.part.startswith(prefix))
@@ -92,7 +127,18 @@ class ReconcileRepository:
         self.conn.execute(update(reconcile_runs).where(reconcile_runs.c.id == run_id).values(
             state=state, finished_at=now, heartbeat_at=now, ticket_count=tickets, copy_count=copies,
             not_checked=list(not_checked), error=error))
-        self.conn.execute(delete(reconcile_copies).where(reconcile_copies.c.run_id == run_id))
+        self.drop_snapshot(run_id)
+
+    def drop_snapshot(self, run_id: int) -> None:
+        """Forget the run's snapshot. On SQLite, when no other run is going on, the whole table goes at once
+        (SQLite empties a table deleted without a condition page by page, not row by row and index entry by
+        index entry), taking with it what runs that died before finishing left behind."""
+        others = self.conn.execute(select(reconcile_runs.c.id).where(
+            reconcile_runs.c.state == "running", reconcile_runs.c.id != run_id).limit(1)).first()
+        if self.conn.dialect.name == "sqlite" and others is None:
+            self.conn.exec_driver_sql("DELETE FROM reconcile_copies")
+        else:
+            self.conn.execute(delete(reconcile_copies).where(reconcile_copies.c.run_id == run_id))
 
     def run(self, run_id: int) -> dict[str, Any] | None:
         row = self.conn.execute(select(reconcile_runs).where(reconcile_runs.c.id == run_id)).first()
@@ -124,6 +170,24 @@ class ReconcileRepository:
         """Each copy read from `system` (read again after a retry: the newer read replaces it)."""
         if not copies:
             return
+        if self.conn.dialect.name == "sqlite":  # the driver's executemany, the fields encoded once by orjson
+            column = reconcile_copies.c.modified_at.type.dialect_impl(self.conn.dialect)  # as the typed path binds it
+            bind = column.bind_processor(self.conn.dialect) or (lambda v: v)
+            stamps: dict[Any, Any] = {}  # a page's records share a few modified-ats: each converted once
+
+            def when(moment: Any) -> Any:
+                if moment not in stamps:
+                    stamps[moment] = bind(moment)
+                return stamps[moment]
+
+            self.conn.connection.cursor().executemany(
+                "INSERT INTO reconcile_copies (run_id, system, local_id, ticket_id, modified_at, author, fields, "
+                "fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, system, local_id) DO UPDATE SET "
+                "ticket_id = excluded.ticket_id, modified_at = excluded.modified_at, author = excluded.author, "
+                "fields = excluded.fields, fingerprint = excluded.fingerprint",
+                [(run_id, system, c["local_id"], c["ticket_id"], when(c["modified_at"]), c["author"],
+                  _json_text(c["fields"]), c["fingerprint"]) for c in copies])
+            return
         stmt = insert_for(self.conn.dialect.name, reconcile_copies)
         stmt = stmt.on_conflict_do_update(
             index_elements=["run_id", "system", "local_id"],
@@ -138,18 +202,68 @@ class ReconcileRepository:
     def prints_of(self, run_id: int, ticket_ids: Sequence[str]) -> dict[str, dict[str, list[bytes]]]:
         """ticket -> system -> its copies' fingerprints (the fields stay in the database)."""
         found: dict[str, dict[str, list[bytes]]] = {}
-        for row in self.conn.execute(select(reconcile_copies.c.ticket_id, reconcile_copies.c.system,
-                                            reconcile_copies.c.fingerprint).where(
-                reconcile_copies.c.run_id == run_id, reconcile_copies.c.ticket_id.in_(list(ticket_ids)))):
-            found.setdefault(row.ticket_id, {}).setdefault(row.system, []).append(bytes(row.fingerprint))
+        for batch in _batches(ticket_ids):
+            for row in self.conn.execute(select(reconcile_copies.c.ticket_id, reconcile_copies.c.system,
+                                                reconcile_copies.c.fingerprint).where(
+                    reconcile_copies.c.run_id == run_id, reconcile_copies.c.ticket_id.in_(batch))):
+                found.setdefault(row.ticket_id, {}).setdefault(row.system, []).append(bytes(row.fingerprint))
         return found
+
+    def links(self, system: str, local_ids: Sequence[str]) -> dict[str, str]:
+        """local ID -> ticket, for the records of `system` that are linked (`TicketRepository.xref_map`, read
+        through the driver on SQLite: a read part asks it for every record it reads)."""
+        if self.conn.dialect.name != "sqlite":
+            found = {}
+            for batch in _batches(local_ids):
+                found.update({row.local_id: row.ticket_id for row in self.conn.execute(
+                    select(xrefs.c.local_id, xrefs.c.ticket_id).where(xrefs.c.system == system,
+                                                                      xrefs.c.local_id.in_(batch)))})
+            return found
+        cursor = self.conn.connection.cursor()
+        found = {}
+        for batch in _batches(local_ids):
+            marks = ", ".join("?" * len(batch))
+            found.update(cursor.execute(f"SELECT local_id, ticket_id FROM xrefs WHERE system = ? AND local_id IN "
+                                        f"({marks})", (system, *batch)).fetchall())
+        return found
+
+    def compare_view(self, run_id: int, ticket_ids: Sequence[str]
+                     ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, list[bytes]]]]:
+        """What the hash-first check of a chunk needs, and no more: ticket -> field -> the golden value (no
+        provenance), and ticket -> system -> its copies' fingerprints (the copies' fields stay in the
+        database)."""
+        if self.conn.dialect.name != "sqlite":
+            values: dict[str, dict[str, Any]] = {}
+            for batch in _batches(ticket_ids):
+                for row in self.conn.execute(select(field_values.c.ticket_id, field_values.c.field,
+                                                    field_values.c.value).where(field_values.c.ticket_id.in_(batch))):
+                    values.setdefault(row.ticket_id, {})[row.field] = row.value
+            return values, self.prints_of(run_id, ticket_ids)
+        # SQLite: the driver's rows, the JSON values decoded by orjson (the typed path decodes each with the
+        # standard library and builds a row object per value: most of the compare's time at a million)
+        values = {}
+        prints: dict[str, dict[str, list[bytes]]] = {}
+        loads = _loads
+        cursor = self.conn.connection.cursor()
+        for batch in _batches(ticket_ids):
+            marks = ", ".join("?" * len(batch))
+            for ticket_id, name, value in cursor.execute(
+                    f"SELECT ticket_id, field, value FROM field_values WHERE ticket_id IN ({marks})", batch).fetchall():
+                # SQLite keeps a JSON number as a number (the column's affinity): as the typed path, as it is
+                values.setdefault(ticket_id, {})[name] = loads(value) if type(value) is str else value
+            for ticket_id, system, fingerprint in cursor.execute(
+                    "SELECT ticket_id, system, fingerprint FROM reconcile_copies WHERE run_id = ? AND ticket_id "
+                    f"IN ({marks})", (run_id, *batch)).fetchall():
+                prints.setdefault(ticket_id, {}).setdefault(system, []).append(bytes(fingerprint))
+        return values, prints
 
     def copies_of(self, run_id: int, ticket_ids: Sequence[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
         """ticket -> system -> its copies in this run's snapshot."""
         found: dict[str, dict[str, list[dict[str, Any]]]] = {}
-        for row in self.conn.execute(select(reconcile_copies).where(
-                reconcile_copies.c.run_id == run_id, reconcile_copies.c.ticket_id.in_(list(ticket_ids)))):
-            found.setdefault(row.ticket_id, {}).setdefault(row.system, []).append(dict(row._mapping))
+        for batch in _batches(ticket_ids):
+            for row in self.conn.execute(select(reconcile_copies).where(
+                    reconcile_copies.c.run_id == run_id, reconcile_copies.c.ticket_id.in_(batch))):
+                found.setdefault(row.ticket_id, {}).setdefault(row.system, []).append(dict(row._mapping))
         return found
 
     def snapshot_tickets(self, run_id: int, after: str | None, limit: int) -> list[str]:
@@ -182,19 +296,35 @@ class ReconcileRepository:
     # ---- discrepancies --------------------------------------------------------------------------------
 
     def add_items(self, run_id: int, items: Sequence[Mapping[str, Any]]) -> list[int]:
-        """Store discrepancies (report item without its id, proposal); their IDs in order."""
-        ids = []
-        for item in items:
-            ids.append(int(self.conn.execute(insert(reconcile_items).values(
-                run_id=run_id, ticket_id=item["item"].get("ticket_id"), kind=item["item"]["kind"],
-                system=item["item"].get("system"), local_id=item["item"].get("local_id"),
-                field=item["item"].get("field"), item=item["item"], proposal=item.get("proposal"),
-                awaiting_review=bool(item["item"].get("awaiting_review")),  # decision: SQL NULL until decided
-            ).returning(reconcile_items.c.id)).scalar_one()))
-        return ids
+        """Store discrepancies (report item without its id, proposal), in order, in one statement (their IDs
+        ascend in that order)."""
+        if not items:
+            return []
+        rows = [{"run_id": run_id, "ticket_id": item["item"].get("ticket_id"), "kind": item["item"]["kind"],
+                 "system": item["item"].get("system"), "local_id": item["item"].get("local_id"),
+                 "field": item["item"].get("field"), "item": item["item"], "proposal": item.get("proposal"),
+                 "awaiting_review": bool(item["item"].get("awaiting_review"))}  # decision: NULL until decided
+                for item in items]
+        result = self.conn.execute(
+            insert(reconcile_items).returning(reconcile_items.c.id, sort_by_parameter_order=True), rows)
+        return [int(i) for i in result.scalars()]
 
     def items(self, run_id: int) -> list[dict[str, Any]]:
         query = select(reconcile_items).where(reconcile_items.c.run_id == run_id).order_by(reconcile_items.c.id)
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    def items_page(self, run_id: int, after: int | None, limit: int = ITEM_PAGE,
+                   awaiting_review: bool | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        """The run's next `limit` items after item `after`, in ID order (only those awaiting review or not,
+        and of one kind, if given): a report is read a page at a time, never whole."""
+        query = (select(reconcile_items).where(reconcile_items.c.run_id == run_id)
+                 .order_by(reconcile_items.c.id).limit(limit))
+        if after is not None:
+            query = query.where(reconcile_items.c.id > after)
+        if awaiting_review is not None:
+            query = query.where(reconcile_items.c.awaiting_review.is_(awaiting_review))
+        if kind is not None:
+            query = query.where(reconcile_items.c.kind == kind)
         return [dict(r._mapping) for r in self.conn.execute(query)]
 
     def item(self, run_id: int, item_id: int, lock: bool = False) -> dict[str, Any] | None:

@@ -9,12 +9,14 @@ import csv
 import io
 import json
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -32,8 +34,15 @@ from hub.usecases.context import Hub
 from hub.usecases.deliver import deliver_once
 from hub.usecases.ingest import accept_event
 from hub.usecases.process import process_event
-from hub.usecases.reconcile import ReconcileRequest, load_report, run_reconcile
-from reconcile.report import RunReport
+from hub.usecases.reconcile import (
+    ReconcileRequest,
+    finish_run,
+    load_report,
+    run_reconcile,
+    start_run,
+    write_reports,
+)
+from reconcile.report import CSV_COLUMNS, RunReport, to_html
 from tests.conftest import Clock
 
 SECRET = "whsec_cmVjb25jaWxlLXR3aW4tc2VjcmV0LTMyLWJ5dGVzIQ=="
@@ -387,3 +396,103 @@ def test_the_report_schema_is_published() -> None:
     item = schema["$defs"]["Item"]["properties"]
     assert {"values", "winner", "rule", "reason", "action", "awaiting_review", "responsible"} <= item.keys()
     json.dumps(schema)
+
+
+def _many_items(count: int) -> list[dict[str, object]]:
+    """Report items as a run stores them: every kind, Chinese text, values of every JSON type, some awaiting
+    review, reasons over several lines."""
+    kinds = ("drift", "conflict", "missed_change", "missing", "orphan", "dangling")
+    found: list[dict[str, object]] = []
+    for n in range(count):
+        kind = kinds[n % len(kinds)]
+        stamp = (T0 + timedelta(seconds=n)).isoformat()
+        values = [{"source": "golden", "system": "crm", "value": f"王小明 {n}", "author": "agent@example.com",
+                   "author_rank": 50, "system_rank": 100, "modified_at": stamp, "owner": True},
+                  {"source": "erp", "system": "erp", "value": [n, {"金额": f"{n}.50"}] if n % 7 == 0 else n % 3 == 0,
+                   "author": f"clerk-{n % 5}", "author_rank": 10, "system_rank": 50, "modified_at": None,
+                   "owner": False}]
+        item: dict[str, object] = {
+            "ticket_id": None if kind == "orphan" else f"20261201-SVC-{n:05d}", "system": ("erp", "mes", None)[n % 3],
+            "local_id": f"ERP-{n}" if n % 2 else None, "kind": kind, "field": None if kind in ("missing", "orphan")
+            else ("customer.name", "customer.phone", "fault.description")[n % 3], "values": values,
+            "reason": f"第{n}条: changed by clerk-{n % 5}\n(second line, \"quoted\", a comma)",
+            "action": ("would_repair", "reported", "awaiting_review")[n % 3], "responsible": f"clerk-{n % 5}"}
+        if n % 3 == 2:
+            item["awaiting_review"] = True
+        if n % 4 == 0:
+            item.update(winner=values[0], rule="newest")
+        found.append(item)
+    return found
+
+
+def _csv_as_before(report: RunReport) -> bytes:
+    """The CSV as it was rendered from the whole document before reports were streamed."""
+    def text(value: object) -> str:
+        return "—" if value is None else value if isinstance(value, str) else orjson.dumps(value).decode()
+
+    def when(moment: datetime | None) -> str:
+        return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "—"
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for item in report.items:
+        values = "; ".join(f"{v.source}={text(v.value)} ({v.author}, {when(v.modified_at)})" for v in item.values)
+        writer.writerow([report.run.id, item.id, item.ticket_id or "", item.kind, item.system or "",
+                         item.local_id or "", item.field or "", values,
+                         text(item.winner.value) if item.winner else "", item.winner.source if item.winner else "",
+                         item.rule, item.reason, item.action, "yes" if item.awaiting_review else "no",
+                         item.responsible or ""])
+    return b"\xef\xbb\xbf" + out.getvalue().encode("utf-8")
+
+
+def test_a_run_with_thousands_of_items_writes_the_same_reports_read_from_the_store(world: World,
+                                                                                   tmp_path: Path) -> None:
+    """A run's report files are written from the store a page of items at a time: with several thousand
+    items (some decided), the JSON is the whole document's (schema tickethub.reconcile.run/1), the CSV has the
+    same columns and rows, the HTML lists every item, and the summary counts what the items say."""
+    world.run(full=True)  # an earlier run, for the trend
+    world.clock.now += timedelta(hours=1)
+    run_id, _ = start_run(world.hub, ReconcileRequest(full=True, dry_run=True))
+    with world.hub.store.unit_of_work() as uow:
+        ids = uow.reconcile.add_items(run_id, [{"item": item, "proposal": None} for item in _many_items(3000)])
+        for item_id in ids[5:3000:500]:
+            stored = uow.reconcile.item(run_id, item_id)
+            assert stored is not None
+            uow.reconcile.decide(item_id, {**stored["item"], "action": "accepted", "awaiting_review": False},
+                                 {"decision": "accept", "value": None, "operator": "lin@ops",
+                                  "decided_at": world.clock.now.isoformat()})
+        uow.commit()
+    assert ids == sorted(ids) and len(set(ids)) == 3000
+    outcome_report = finish_run(world.hub, run_id)
+
+    whole = load_report(world.hub, run_id)
+    assert len(whole.items) == 3000 and [i.id for i in whole.items] == ids
+    assert sum(1 for i in whole.items if i.decision is not None) == 6
+    counted = {"by_kind": Counter(i.kind for i in whole.items), "by_action": Counter(i.action for i in whole.items),
+               "by_system": Counter(i.system or "(none)" for i in whole.items)}
+    summary = outcome_report.summary
+    assert summary.discrepancies == 3000 and summary.awaiting_review == sum(i.awaiting_review for i in whole.items)
+    for name, counts in counted.items():
+        assert getattr(summary, name) == dict(counts.most_common())
+    assert whole.summary == summary and whole.trend and whole.trend[-1].run_id < run_id
+
+    paths = write_reports(outcome_report, tmp_path / "reports")
+    by_suffix = {p.suffix: p.read_bytes() for p in paths}
+    # the JSON: byte for byte the whole document as it was dumped before reports were streamed
+    assert by_suffix[".json"] == orjson.dumps(whole.model_dump(mode="json", by_alias=True),
+                                              option=orjson.OPT_INDENT_2)
+    parsed = RunReport.model_validate_json(by_suffix[".json"])
+    assert parsed.schema_ == "tickethub.reconcile.run/1" and parsed == whole
+    # the CSV: the same columns, one row per item, as before
+    assert by_suffix[".csv"] == _csv_as_before(whole)
+    rows = list(csv.DictReader(io.StringIO(by_suffix[".csv"][3:].decode("utf-8"))))
+    assert len(rows) == 3000 and tuple(rows[0]) == CSV_COLUMNS and "王小明 0" in rows[0]["values"]
+    # the HTML: what the whole document renders
+    assert by_suffix[".html"] == to_html(whole)
+    html = by_suffix[".html"].decode("utf-8")
+    assert "Discrepancies (3000)" in html and f"Awaiting review ({summary.awaiting_review})" in html
+    assert html.count('<tr class="review">') + html.count("<tr>\n<td>") >= 3000
+    # and the same files from the whole document
+    again = write_reports(whole, tmp_path / "whole")
+    assert {p.suffix: p.read_bytes() for p in again} == by_suffix

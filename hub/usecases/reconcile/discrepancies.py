@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from hub.core.canonical import FIELDS
 from hub.core.errors import InvalidValue
-from hub.core.mapping import MappingSet, SystemMapping, lookup_path
+from hub.core.mapping import FieldMapping, MappingSet, SystemMapping
 from hub.core.model import FieldValue
 from hub.core.ports import SourceRecord
 from reconcile.compare import differing_fields
@@ -45,9 +46,12 @@ class TicketCheck:
         return Copy(row["system"], row["local_id"], row["author"], row["modified_at"], row["fields"],
                      bytes(row["fingerprint"]))
 
+    def __post_init__(self) -> None:
+        self._names = {system: tuple(mapping.fields) for system, mapping in self.mappings.systems.items()}
+
     def expected_print(self, system: str, values: Mapping[str, Any]) -> bytes:
         """The fingerprint a copy in `system` has when it agrees with the golden values."""
-        return fingerprint({name: values[name] for name in self.mappings.systems[system].fields if name in values})
+        return fingerprint({name: values[name] for name in self._names[system] if name in values})
 
     def needs_look(self, golden: Mapping[str, Any], links: Mapping[str, list[str]],
                    prints: Mapping[str, list[bytes]]) -> bool:
@@ -172,16 +176,60 @@ class TicketCheck:
 def canonical_copy(mapping: SystemMapping, record: SourceRecord) -> dict[str, Any]:
     """A system's record as canonical values, for every field its mapping maps; a value the mapping cannot
     translate is kept as it is (it will differ from the golden value and be reported)."""
-    fields: dict[str, Any] = {}
-    for name, field_mapping in mapping.fields.items():
-        found, raw = lookup_path(record.fields, field_mapping.system_field)
-        if not found:
-            continue
+    return CopyReader(mapping)(record)
+
+
+_MEMO_LIMIT = 4096  # translated values remembered per field (enums, dates, amounts repeat across records)
+
+
+class CopyReader:
+    """`canonical_copy` for one system, prepared once per read: each field's path split once, plain text
+    fields passed through as `FieldMapping.to_canonical` would, and the other fields' translations remembered
+    per distinct value (a status, a carrier or a delivery date is translated once, not once per record)."""
+
+    def __init__(self, mapping: SystemMapping):
+        self._fields = []
+        for name, fm in mapping.fields.items():
+            plain = not fm.values and fm.scale is None and FIELDS[name].type in ("string", "text")
+            self._fields.append((name, fm.system_field, tuple(fm.system_field.split(".")), fm, plain,
+                                 dict[tuple[type, Any], Any]()))
+
+    def __call__(self, record: SourceRecord) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        source = record.fields
+        for name, path, parts, fm, plain, memo in self._fields:
+            if path in source:
+                raw = source[path]
+            else:
+                node: Any = source
+                for part in parts:
+                    if not (type(node) is dict or isinstance(node, Mapping)) or part not in node:
+                        break
+                    node = node[part]
+                else:
+                    raw = node
+                    fields[name] = self._canonical(fm, plain, memo, raw)
+                continue
+            fields[name] = self._canonical(fm, plain, memo, raw)
+        return fields
+
+    @staticmethod
+    def _canonical(fm: FieldMapping, plain: bool, memo: dict[tuple[type, Any], Any], raw: Any) -> Any:
+        kind = type(raw)
+        if plain and kind is str:
+            return raw  # what to_canonical gives a text field without a table, a scale or a date format
+        hashable = kind in (str, int, bool, float) or raw is None
+        if hashable and (kind, raw) in memo:
+            return memo[kind, raw]
         try:
-            fields[name] = field_mapping.to_canonical(raw)
+            value = fm.to_canonical(raw)
         except InvalidValue:
-            fields[name] = raw if isinstance(raw, (str, int, float, bool)) or raw is None else repr(raw)
-    return fields
+            return raw if isinstance(raw, (str, int, float, bool)) or raw is None else repr(raw)
+        if hashable:
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            memo[kind, raw] = value
+        return value
 
 
 def _policy_action(policy: str, dry_run: bool) -> dict[str, Any]:

@@ -1,44 +1,134 @@
-"""A run's report as stored (the document operators and machines read), and its files."""
+"""A run's report as stored (the document operators and machines read), and its files.
+
+A run's items stay in the store: `stored_report` holds the run, its summary (counted over the items a page at
+a time), the systems not checked and the trend, and reads the items a page at a time whenever they are
+rendered, so that writing the files of a run with a great many discrepancies never holds them all."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hub.usecases.context import Hub
-from reconcile.report import Item, NotChecked, RunInfo, RunReport, TrendPoint, summarise, to_csv, to_html, to_json
+from reconcile.report import (
+    Item,
+    Listing,
+    NotChecked,
+    RunInfo,
+    RunReport,
+    Summary,
+    Tally,
+    TrendPoint,
+    iter_csv,
+    iter_html,
+    iter_json,
+)
 
 
 def report_dir(hub: Hub) -> Path:
     return hub.settings.reconcile.report_dir or hub.settings.hub.data_dir / "reports"
 
 
-def write_reports(report: RunReport, directory: Path) -> list[Path]:
-    """`reconcile-<run>.json`, `.csv` and `.html` in `directory` (made if missing)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for suffix, render in ((".json", to_json), (".csv", to_csv), (".html", to_html)):
-        path = directory / f"reconcile-{report.run.id}{suffix}"
-        path.write_bytes(render(report))
-        written.append(path)
-    return written
+@dataclass(frozen=True)
+class StoredReport:
+    """A run's report with its items left in the store: what `RunReport` says, read as it is rendered."""
+
+    hub: Hub
+    run: RunInfo
+    summary: Summary
+    not_checked: list[NotChecked]
+    trend: list[TrendPoint]
+
+    def iter_items(self, awaiting_review: bool | None = None, kind: str | None = None) -> Iterator[Item]:
+        """The items in ID order (only those awaiting review or not, or of one kind), a page at a time."""
+        after: int | None = None
+        while True:
+            with self.hub.store.unit_of_work() as uow:
+                rows = uow.reconcile.items_page(self.run.id, after, awaiting_review=awaiting_review, kind=kind)
+            if not rows:
+                return
+            yield from (_item(row) for row in rows)
+            after = rows[-1]["id"]
+
+    @property
+    def items(self) -> list[Item]:
+        """Every item, in memory: for callers that want the whole document (the files never do)."""
+        return list(self.iter_items())
+
+    def head(self) -> RunReport:
+        """The report without its items."""
+        return RunReport(run=self.run, summary=self.summary, not_checked=self.not_checked, items=[],
+                         trend=self.trend)
+
+    def document(self) -> RunReport:
+        return self.head().model_copy(update={"items": self.items})
 
 
-def load_report(hub: Hub, run_id: int) -> RunReport:
-    """The run's report as stored (LookupError if there is no such run)."""
+def stored_report(hub: Hub, run_id: int) -> StoredReport:
+    """The run's report, its items left in the store (LookupError if there is no such run)."""
     with hub.store.unit_of_work() as uow:
         run = uow.reconcile.run(run_id)
         if run is None:
             raise LookupError(f"no reconciliation run {run_id}")
-        rows = uow.reconcile.items(run_id)
         earlier = [r for r in reversed(uow.reconcile.runs(limit=30, before=run_id))]
-    items = [Item(**{**row["item"], "id": row["id"], "awaiting_review": row["awaiting_review"],
-                     "decision": row["decision"]}) for row in rows]
     info = RunInfo(id=run["id"], state=run["state"], mode=run["mode"], dry_run=run["dry_run"], since=run["since"],
                    started_at=run["started_at"], finished_at=run["finished_at"], systems=run["systems"],
                    tickets=run["tickets"], error=run["error"])
     trend = [TrendPoint(run_id=r["id"], started_at=r["started_at"], discrepancies=int(r["discrepancies"]),
                         awaiting_review=int(r["awaiting_review"])) for r in earlier]
-    return RunReport(run=info, summary=summarise(items, run["ticket_count"], run["copy_count"]),
-                     not_checked=[NotChecked(**nc) for nc in run["not_checked"]], items=items, trend=trend)
+    tally = Tally()
+    after: int | None = None
+    while True:  # the summary, counted over the items' stored fields a page at a time
+        with hub.store.unit_of_work() as uow:
+            rows = uow.reconcile.items_page(run_id, after)
+        if not rows:
+            break
+        for row in rows:
+            item = row["item"]
+            tally.add(item.get("system"), item.get("field"), item.get("rule", "none"), item["kind"], item["action"],
+                      row["awaiting_review"])
+        after = rows[-1]["id"]
+    return StoredReport(hub, info, tally.summary(run["ticket_count"], run["copy_count"]),
+                        [NotChecked(**nc) for nc in run["not_checked"]], trend)
 
 
+def load_report(hub: Hub, run_id: int) -> RunReport:
+    """The run's report as stored, whole (LookupError if there is no such run)."""
+    return stored_report(hub, run_id).document()
+
+
+def write_reports(report: RunReport | StoredReport, directory: Path) -> list[Path]:
+    """`reconcile-<run>.json`, `.csv` and `.html` in `directory` (made if missing); a stored report's items
+    are read from the store as each file is written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if isinstance(report, StoredReport):
+        stored = report
+        head = report.head()
+        items = Listing(head.summary.discrepancies, stored.iter_items)
+        review = Listing(head.summary.awaiting_review, lambda: stored.iter_items(awaiting_review=True))
+        drift: Callable[[], Iterable[Item]] = lambda: stored.iter_items(kind="drift")  # noqa: E731
+    else:
+        whole = report
+        head = report
+        items = Listing(len(report.items), lambda: whole.items)
+        waiting = [i for i in report.items if i.awaiting_review]
+        review = Listing(len(waiting), lambda: waiting)
+        drift = lambda: whole.items  # noqa: E731
+    written = []
+    renders: tuple[tuple[str, Callable[[], Iterator[bytes]]], ...] = (
+        (".json", lambda: iter_json(head, items)), (".csv", lambda: iter_csv(head.run.id, items)),
+        (".html", lambda: iter_html(head, items, review, drift())))
+    for suffix, render in renders:
+        path = directory / f"reconcile-{head.run.id}{suffix}"
+        with path.open("wb") as out:
+            for chunk in render():
+                out.write(chunk)
+        written.append(path)
+    return written
+
+
+def _item(row: dict[str, Any]) -> Item:
+    return Item(**{**row["item"], "id": row["id"], "awaiting_review": row["awaiting_review"],
+                   "decision": row["decision"]})

@@ -33,14 +33,13 @@ from hub.core.mapping import MappingSet
 from hub.core.ports import BulkReadUnavailable, Connector, ConnectorError
 from hub.usecases.context import Hub
 from hub.usecases.reconcile.decisions import carry_out
-from hub.usecases.reconcile.discrepancies import Found, TicketCheck, canonical_copy
-from hub.usecases.reconcile.reports import load_report, report_dir, write_reports
+from hub.usecases.reconcile.discrepancies import CopyReader, Found, TicketCheck
+from hub.usecases.reconcile.reports import StoredReport, report_dir, stored_report, write_reports
 from reconcile.fingerprint import fingerprint
-from reconcile.report import RunReport
 
 log = structlog.get_logger("tickethub.reconcile")
 
-READ_BATCH = 500  # copies stored per transaction while reading a system
+READ_BATCH = 2000  # copies stored per transaction while reading a system
 
 
 class Progress(Protocol):
@@ -74,7 +73,7 @@ class ReconcileRequest:
 @dataclass
 class RunOutcome:
     run_id: int
-    report: RunReport
+    report: StoredReport  # its items stay in the store, read a page at a time as its files are written
     deliveries: list[int] = field(default_factory=list)  # to publish
 
 
@@ -178,7 +177,7 @@ def read_part(hub: Hub, connector_for: Callable[[str], Connector], run_id: int, 
 def _phase_over(hub: Hub, run_id: int, phase: str, following: str) -> bool:
     """When no part of `phase` is pending, move the run to `following`: True for the one caller that did."""
     with hub.store.unit_of_work() as uow:
-        if any(p["state"] == "pending" for p in uow.reconcile.parts(run_id, f"{phase}:")):
+        if uow.reconcile.pending(run_id, f"{phase}:"):
             return False
         advanced = uow.reconcile.advance(run_id, phase, following)
         uow.commit()
@@ -195,17 +194,19 @@ def _read(hub: Hub, connector_for: Callable[[str], Connector], run: _RunView, sy
     if mapping is None:
         return "failed", {"reason": "its mapping is not loaded"}
     read = 0
+    translate = CopyReader(mapping)
+    only = set(run.tickets)
     try:
         records = iter(connector_for(system).read_all(run.since))
         while chunk := list(islice(records, READ_BATCH)):
             with hub.store.unit_of_work() as uow:
-                links = uow.tickets.xref_map(system, [r.local_id for r in chunk])
+                links = uow.reconcile.links(system, [r.local_id for r in chunk])
                 rows = []
                 for record in chunk:
                     ticket_id = links.get(record.local_id)
-                    if run.tickets and ticket_id not in run.tickets:
+                    if only and ticket_id not in only:
                         continue
-                    fields = canonical_copy(mapping, record)
+                    fields = translate(record)
                     rows.append({"local_id": record.local_id, "ticket_id": ticket_id, "modified_at": record.modified_at,
                                  "author": record.author, "fields": fields, "fingerprint": fingerprint(fields)})
                 uow.reconcile.add_copies(run.run_id, system, rows)
@@ -274,13 +275,16 @@ def compare_part(hub: Hub, run_id: int, name: str, progress: Progress = NO_PROGR
         chunk: list[str] = part["detail"]["tickets"]
         check = run.check(hub)
         with hub.store.unit_of_work() as uow:
-            values = uow.tickets.golden_values(chunk)
-            links = uow.tickets.xrefs_of(chunk)
-            prints = uow.reconcile.prints_of(run_id, chunk)
+            values, prints = uow.reconcile.compare_view(run_id, chunk)
+            # the links matter only where a checked system has no copy of the ticket (it may be missing it)
+            unread = [t for t in chunk if not all(prints.get(t, {}).get(s) for s in check.checked)]
+            links = uow.tickets.xrefs_of(unread) if unread else {}
             look = [t for t in chunk if check.needs_look(values.get(t, {}), links.get(t, {}), prints.get(t, {}))]
             golden = uow.tickets.golden_fields(look) if look else {}
             owed = uow.tickets.owed_fields(look) if look else {}
             copies = uow.reconcile.copies_of(run_id, look) if look else {}
+            if look:
+                links.update(uow.tickets.xrefs_of([t for t in look if t not in links]))
         compared = sum(len(p) for per_ticket in prints.values() for p in per_ticket.values())
         found: Found = []
         for ticket_id in look:
@@ -310,7 +314,7 @@ def _act(hub: Hub, uow: Any, run_id: int, found: Found) -> list[int]:
     return deliveries
 
 
-def finish_run(hub: Hub, run_id: int, error: str | None = None) -> RunReport:
+def finish_run(hub: Hub, run_id: int, error: str | None = None) -> StoredReport:
     """Report orphans and (full runs) records deleted in a system, and close the run with its counts."""
     run = _RunView.load(hub, run_id)
     with hub.store.unit_of_work() as uow:
@@ -324,7 +328,7 @@ def finish_run(hub: Hub, run_id: int, error: str | None = None) -> RunReport:
         copies = sum(int(p["detail"].get("copies", 0)) for p in compares if p["state"] == "done")
         uow.reconcile.finish(run_id, "failed" if error else "done", hub.clock(), tickets, copies, not_checked, error)
         uow.commit()
-    report = load_report(hub, run_id)
+    report = stored_report(hub, run_id)
     log.info("reconciliation finished", run_id=run_id, state=report.run.state, tickets=tickets, copies=copies,
              discrepancies=report.summary.discrepancies, awaiting_review=report.summary.awaiting_review,
              not_checked=[nc["system"] for nc in not_checked])
