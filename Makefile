@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint lock bench clean
+.PHONY: demo test test-scale test-fast lint lock bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -n "$(PYTHON)" || { echo "tickethub needs Python 3.11 or newer on PATH (python3.11, python3.12, python3.13 or python3)"; exit 1; }
@@ -21,6 +21,9 @@ demo: $(STAMP)  ## the hub between five sandbox systems, a scripted day with a l
 
 test: $(STAMP)  ## the whole suite: unit, integration (PostgreSQL/Redis/RabbitMQ on 127.0.0.1), e2e
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-scale: $(STAMP)  ## the long scale-out proof (PostgreSQL + RabbitMQ, several processes; not in `make test`)
+	$(BIN)/python -m pytest -m scale $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## only the tests that need nothing
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
