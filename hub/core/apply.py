@@ -15,9 +15,8 @@ run in this order, and every change ends in exactly one outcome:
 6. stale         the current value takes precedence over it;
 7. applied       it becomes the current value.
 
-An applied change puts a pending write in the outbox of every subscribed system except its source and
-those the hub last wrote that very value (its delivered mark), replacing any older pending write of that
-field; a subscriber that would refuse the value gets none, and an `invalid_value` outcome with `target`
+An applied change puts a pending write in the outbox of every subscribed system except its source,
+replacing any older pending write of that field; a subscriber that would refuse the value gets none, and an `invalid_value` outcome with `target`
 says so. The source's own pending write of the field is dropped: it now holds a value at least as new.
 These rules make the outbox, like the record, depend
 only on the set of changes applied, not on their order or repetition.
@@ -230,17 +229,13 @@ def _apply_one(
 
 def _owe(change: FieldChange, current: FieldValue | None, pending: dict[str, dict[str, PendingWrite]],
          delivered: dict[str, dict[str, JsonScalar]], mappings: MappingSet, outcomes: list[Outcome]) -> None:
-    """The outbox after `change` became the golden value: every subscriber but its source is owed it, unless
-    the hub last wrote it that very value (an owner's whole-record notice re-reports fields it did not edit:
-    they are not sent around again)."""
+    """The outbox after `change` became the golden value: every subscriber but its source is owed it. (Not
+    skipped where the hub last wrote that very value: a different value may be in flight there, and the
+    delivered mark does not know it.)"""
     name, source, value = change.field, change.provenance.system, change.value
     pending.get(source, {}).pop(name, None)
     for target in mappings.subscribers(name):
         if target == source:
-            continue
-        marks = delivered.get(target, {})
-        if name in marks and marks[name] == value:
-            pending.get(target, {}).pop(name, None)
             continue
         mapping = mappings.systems[target].fields[name]
         try:

