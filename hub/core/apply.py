@@ -16,10 +16,10 @@ run in this order, and every change ends in exactly one outcome:
 7. applied       it becomes the current value.
 
 An applied change puts a pending write in the outbox of every subscribed system except its source,
-replacing any older pending write of that field; a subscriber that would refuse the value gets none, and an `invalid_value` outcome with `target`
-says so. The source's own pending write of the field is dropped: it now holds a value at least as new.
-These rules make the outbox, like the record, depend
-only on the set of changes applied, not on their order or repetition.
+replacing any older pending write of that field; a subscriber that would refuse the value gets none, and an
+`invalid_value` outcome with `target` says so. The source's own pending write of the field is dropped: it now
+holds a value at least as new. These rules make the outbox, like the record, depend only on the set of
+changes applied, not on their order or repetition.
 """
 
 from __future__ import annotations
