@@ -33,6 +33,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def chromium() -> str:
+    """Debian's Chromium for the browser tests: skipped where it is missing, failed under CI (which installs it)."""
+    import shutil
+
+    import pytest
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if found := shutil.which(name):
+            return found
+    message = "Chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)"
+    if os.environ.get("CI") or os.environ.get("TICKETHUB_REQUIRE_SERVICES") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "") -> Any:
     """Poll until `condition()` is truthy; fail with `what` after `timeout` seconds (a liveness bound)."""
     deadline = time.monotonic() + timeout

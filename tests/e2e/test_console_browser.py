@@ -12,7 +12,6 @@ the browser's console logs no error on any page (the pages' Content-Security-Pol
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 from demo.story import AGENT, CLERK, CUSTOMER
 from demo.world import World, free_port
 from tests.console_world import OPERATOR, OPERATOR_PASSWORD, VIEWER, VIEWER_PASSWORD, console_users, review_mappings
+from tests.e2e.harness import chromium as find_chromium
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -33,16 +33,6 @@ BEHIND_BACK = "仓库临时地址 (temporary)"
 ERP_BEHIND_BACK = "Wang F. (typo)"
 OVERRIDE = "上海市徐汇区漕溪北路 88 号 5 楼 (operator)"
 NEW_PHONE = "+86 138 0000 9999"
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if found := shutil.which(name):
-            return found
-    message = "Chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)"
-    if os.environ.get("CI") or os.environ.get("TICKETHUB_REQUIRE_SERVICES") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _playwright() -> Any:
@@ -177,7 +167,7 @@ class Console:
 
 def test_an_operator_reviews_decides_and_replays_through_the_console_and_a_viewer_cannot(deployed: Deployed) -> None:
     hub = deployed
-    chromium, sync_playwright = _chromium(), _playwright()
+    chromium, sync_playwright = find_chromium(), _playwright()
     world, run_id = hub.world, hub.run_id
     first, second = hub.item("CASE-1001", "wms", "customer.address"), hub.item("CASE-1002", "wms", "customer.address")
     errors: list[str] = []

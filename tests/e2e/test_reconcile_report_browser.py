@@ -3,7 +3,6 @@ console errors. The screenshot is kept in test-artifacts/ (CI installs Chromium,
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -12,20 +11,11 @@ from pathlib import Path
 import pytest
 
 from reconcile.report import Item, NotChecked, RunInfo, RunReport, TrendPoint, Value, summarise, to_html
+from tests.e2e.harness import chromium
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 T0 = datetime(2026, 12, 4, 2, 0, tzinfo=UTC)
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if found := shutil.which(name):
-            return found
-    message = "Chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)"
-    if os.environ.get("CI") or os.environ.get("TICKETHUB_REQUIRE_SERVICES") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _report() -> RunReport:
@@ -63,7 +53,7 @@ def _report() -> RunReport:
 def test_the_html_report_renders_with_its_summary_and_table_visible_and_no_console_errors(tmp_path: Path) -> None:
     """Headless Chromium loads the page offline: the DOM has the summary cards and the discrepancies table with
     Chinese text intact, the console logs no error, and the screenshot is a real picture."""
-    browser = _chromium()
+    browser = chromium()
     page = tmp_path / "report.html"
     page.write_bytes(to_html(_report()))
     shot = tmp_path / "report.png"
