@@ -47,8 +47,9 @@ class ConsoleError(Exception):
 
 
 def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[int]], None] | None = None,
-                   broker_check: Callable[[], None] | None = None) -> tuple[APIRouter, StaticFiles]:
-    """The /console routes and its static files (to mount at /console/static)."""
+                   broker_check: Callable[[], None] | None = None
+                   ) -> tuple[APIRouter, StaticFiles, Callable[[Request, "ConsoleError"], Response]]:
+    """The /console routes, its static files (to mount at /console/static) and the page for a refusal."""
     settings = hub.settings.console
     gate = Gate(settings, api_token, os.environ)
     templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
@@ -367,8 +368,7 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
         return render(request, "error.html", gate.operator(request), status=exc.status, status_code=exc.status,
                       message=str(exc))
 
-    router.refused = refused  # type: ignore[attr-defined]
-    return router, StaticFiles(directory=HERE / "static")
+    return router, StaticFiles(directory=HERE / "static"), refused
 
 
 def install(app: Any, hub: Hub, api_token: str, publish_deliveries: Callable[[list[int]], None] | None = None,
@@ -376,7 +376,7 @@ def install(app: Any, hub: Hub, api_token: str, publish_deliveries: Callable[[li
     """Mount the console on the API app (when `[console] enabled`)."""
     if not hub.settings.console.enabled:
         return
-    router, static = console_router(hub, api_token, publish_deliveries, broker_check)
+    router, static, refused = console_router(hub, api_token, publish_deliveries, broker_check)
     app.mount("/console/static", static, name="console-static")
     app.include_router(router)
 
@@ -386,7 +386,7 @@ def install(app: Any, hub: Hub, api_token: str, publish_deliveries: Callable[[li
 
     @app.exception_handler(ConsoleError)
     async def _refused(request: Request, exc: ConsoleError) -> Response:
-        return router.refused(request, exc)  # type: ignore[attr-defined,no-any-return]
+        return refused(request, exc)
 
 
 # ---- helpers -------------------------------------------------------------------------------------------
