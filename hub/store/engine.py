@@ -38,6 +38,18 @@ def unavailable(exc: BaseException) -> bool:
     return False
 
 
+# PostgreSQL broke a deadlock or a serialisation conflict by aborting this transaction: run again, it will pass
+_CONFLICT_STATES = frozenset({"40P01", "40001"})
+
+
+def conflicted(exc: BaseException) -> bool:
+    """The transaction was aborted only because it crossed another one (deadlock, serialisation failure): the
+    same work, run again from the start, is expected to succeed."""
+    orig = getattr(exc, "orig", None)
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return isinstance(exc, DBAPIError) and state in _CONFLICT_STATES
+
+
 def reason(exc: BaseException) -> str:
     """A short description of why the database is away, with no URL or secret: the driver's first line."""
     said = str(getattr(exc, "orig", None) or exc).strip().splitlines()

@@ -31,7 +31,11 @@ _TABLES = {t.name: t for t in (field_values, outbox, delivered_values, ticket_wo
 _ID: Any = bindparam("ticket_id")
 _FIND_XREF = select(xrefs.c.ticket_id).where(xrefs.c.system == bindparam("system"),
                                              xrefs.c.local_id == bindparam("local_id"))
-_LOCK_TICKET = select(tickets.c.ticket_id).where(tickets.c.ticket_id == _ID).with_for_update()
+# FOR NO KEY UPDATE on PostgreSQL: events for one ticket still take turns, but a delivery's outcome (its
+# foreign keys to the ticket take KEY SHARE) does not wait for the event, which may itself be waiting for that
+# delivery's row (its schedule's INSERT ... ON CONFLICT): with FOR UPDATE the two deadlocked, and the outcome
+# of a write already sent was lost (sent again after its lease). Tickets' keys never change.
+_LOCK_TICKET = select(tickets.c.ticket_id).where(tickets.c.ticket_id == _ID).with_for_update(key_share=True)
 _TOUCH_TICKET = update(tickets).where(tickets.c.ticket_id == bindparam("b_ticket_id")).values(
     updated_at=bindparam("b_updated_at"))
 _LOAD_FIELDS = select(field_values).where(field_values.c.ticket_id == _ID)

@@ -4,6 +4,7 @@ the repositories (tickets, inbox, deliveries, polls) on its connection; and grou
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -14,7 +15,7 @@ from sqlalchemy import Connection, Engine, text
 
 from hub.store.alerts import AlertRepository
 from hub.store.deliveries import DeliveryRepository
-from hub.store.engine import SqliteWriteLock
+from hub.store.engine import SqliteWriteLock, conflicted
 from hub.store.inbox import InboxRepository
 from hub.store.polls import PollRepository
 from hub.store.reconcile import ReconcileRepository
@@ -92,12 +93,20 @@ class Store:
         return mine
 
     def _run_alone(self, item: _Work[Any]) -> None:
-        try:
-            with self.unit_of_work() as uow:
-                item.result = item.work(uow)
-                uow.commit()
-        except Exception as exc:  # noqa: BLE001 (handed to the thread whose work it is)
-            item.error = exc
+        """Run one work in a transaction of its own; one that PostgreSQL aborted to break a deadlock (see
+        `conflicted`) runs again, CONFLICT_RETRIES times at most, after a short random pause."""
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                with self.unit_of_work() as uow:
+                    item.result = item.work(uow)
+                    uow.commit()
+                item.error = None
+                return
+            except Exception as exc:  # noqa: BLE001 (handed to the thread whose work it is)
+                item.error = exc
+                if not conflicted(exc) or attempt == CONFLICT_RETRIES:
+                    return
+                time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
 
     def _run_together(self, batch: list[_Work[Any]]) -> None:
         """Run `batch` in one transaction, stopping early once it has held the write lock TOGETHER_SECONDS:
@@ -141,6 +150,7 @@ class Store:
                     conn.rollback()
 
 
+CONFLICT_RETRIES = 3  # a work aborted by a deadlock runs again this many times before its error is returned
 TOGETHER_MAX = 32  # works run in one transaction by Store.together, at most
 TOGETHER_SECONDS = 0.005  # ... and no more once it has held the write lock this long (others wait for it)
 

@@ -272,3 +272,82 @@ def test_the_connection_budget_per_process_is_configurable(tmp_path: Path) -> No
     config.write_text("[hub]\ndatabase_max_overflow = -1\n")
     with pytest.raises(ConfigError, match="database_max_overflow"):
         load_settings(config, environ={})
+
+
+# ---- PostgreSQL: transactions that cross -----------------------------------------------------------
+
+@pytest.mark.integration
+def test_a_delivery_outcome_is_recorded_while_an_event_holds_its_ticket(pg_url: str) -> None:
+    """An event holds its ticket while it applies (events for one ticket take turns), and may wait meanwhile
+    for a delivery of that ticket to finish; that delivery's outcome must not wait for the event in turn
+    (its foreign keys to the ticket), or PostgreSQL aborts one of them as a deadlock."""
+    engine = make_engine(pg_url)
+    store = Store(engine)
+    try:
+        with store.unit_of_work() as uow:
+            ticket, _ = uow.tickets.get_or_create("crm", "CASE-1", "SVC", T0)
+            uow.commit()
+        outcome: list[BaseException | None] = []
+
+        def record_outcome() -> None:
+            try:
+                with store.unit_of_work() as uow:
+                    uow.conn.execute(text("SET LOCAL lock_timeout = '3s'"))
+                    uow.tickets.record_delivered(ticket, "erp", {"customer_phone": "+44 20 7946 0000"}, T0)
+                    uow.commit()
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 (the assertion below shows it)
+                outcome.append(exc)
+
+        with store.unit_of_work() as event:
+            event.tickets.lock(ticket)
+            recorder = threading.Thread(target=record_outcome)
+            recorder.start()
+            recorder.join(10)
+            assert outcome == [None], outcome  # recorded while the event still holds the ticket
+        with store.unit_of_work() as uow:
+            assert uow.tickets.load_state(ticket).delivered == {"erp": {"customer_phone": "+44 20 7946 0000"}}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.integration
+def test_a_work_postgresql_aborts_to_break_a_deadlock_runs_again_and_succeeds(pg_url: str) -> None:
+    """`Store.together`: a work chosen as a deadlock's victim is not failed back to its caller (a delivery
+    already sent, then its outcome lost, is sent again): it runs again once the other transaction is through."""
+    engine = make_engine(pg_url)
+    store = Store(engine)
+    try:
+        with store.unit_of_work() as uow:
+            first, _ = uow.tickets.get_or_create("crm", "CASE-1", "SVC", T0)
+            second, _ = uow.tickets.get_or_create("crm", "CASE-2", "SVC", T0)
+            uow.commit()
+        lock = text("SELECT ticket_id FROM tickets WHERE ticket_id = :t FOR UPDATE")
+        other_has_first, work_has_second = threading.Event(), threading.Event()
+        runs: list[int] = []
+
+        def other() -> None:  # takes the first ticket, then the second: the opposite order to the work's
+            with engine.connect() as conn, conn.begin():
+                conn.execute(text("SET LOCAL deadlock_timeout = '10s'"))  # so that the work is the victim
+                conn.execute(lock, {"t": first})
+                other_has_first.set()
+                work_has_second.wait(10)
+                conn.execute(lock, {"t": second})
+
+        def work(uow: Any) -> str:
+            runs.append(1)
+            uow.conn.execute(text("SET LOCAL deadlock_timeout = '100ms'"))
+            uow.conn.execute(lock, {"t": second})
+            if len(runs) == 1:
+                work_has_second.set()
+            uow.conn.execute(lock, {"t": first})
+            return "done"
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        assert other_has_first.wait(10)
+        assert store.together(work) == "done"
+        thread.join(10)
+        assert len(runs) == 2  # aborted once, then through
+    finally:
+        engine.dispose()
