@@ -425,6 +425,113 @@ def receivers_main(ports: list[int], delay: float) -> None:
     asyncio.run(serve())
 
 
+# ---- the delivery floors: bare clients posting what the hub posts ---------------------------------------
+
+FLOOR_CLIENTS = ("raw", "aiohttp")  # raw asyncio streams (keep-alive HTTP/1.1), aiohttp's ClientSession
+
+
+def floor_main(client: str, ports: list[int], per_second: float, seconds: float, in_flight: int) -> None:
+    """Post signed bodies, as the generic connector prepares them (JSON of the delivery, Standard Webhooks
+    headers signed with the hub's own function), to the receivers in turn at `per_second` on a fixed schedule,
+    at most `in_flight` at once; print JSON: posts answered, the span of their answers, CPU seconds."""
+    from hub.core.signing import sign_standard
+
+    secret = SECRET
+
+    def prepared(n: int) -> tuple[int, bytes, dict[str, str]]:
+        port = ports[n % len(ports)]
+        body = json.dumps({"type": "ticket.fields", "delivery_id": n, "ticket_id": f"20261206-SVC-{n:05d}",
+                           "local_id": None, "fields": {"customer.name": f"Customer {n}", "customer.phone":
+                           "+44 20 7946 0000", "customer.address": f"{n} Floor Street", "fault.description":
+                           "pump jams at start-up", "status": "new"}}, separators=(",", ":")).encode()
+        msg_id, stamp = f"delivery-{n}", int(time.time())
+        return port, body, {"content-type": "application/json", "webhook-id": msg_id,
+                            "webhook-timestamp": str(stamp), "webhook-signature": sign_standard(secret, msg_id,
+                                                                                                  stamp, body)}
+
+    answered: list[float] = []
+
+    async def raw_client() -> Callable[[int, bytes, dict[str, str]], Any]:
+        pools: dict[int, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {p: [] for p in ports}
+
+        async def post(port: int, body: bytes, headers: dict[str, str]) -> int:
+            pool = pools[port]
+            reader, writer = pool.pop() if pool else await asyncio.open_connection("127.0.0.1", port)
+            head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            writer.write(f"POST /hub HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n{head}content-length: {len(body)}"
+                         f"\r\n\r\n".encode() + body)
+            answer = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":", 1)[1]) for line in answer.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            await reader.readexactly(length)
+            pool.append((reader, writer))
+            return int(answer.split(b" ", 2)[1])
+
+        return post
+
+    async def run() -> None:
+        session = None
+        if client == "aiohttp":
+            import aiohttp
+
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight))
+
+            async def post(port: int, body: bytes, headers: dict[str, str]) -> int:
+                async with session.post(f"http://127.0.0.1:{port}/hub", data=body, headers=headers) as answer:
+                    await answer.read()
+                    return answer.status
+        else:
+            post = await raw_client()
+        gate = asyncio.Semaphore(in_flight)
+
+        async def one(n: int) -> None:
+            async with gate:
+                if await post(*prepared(n)) == 200:
+                    answered.append(time.monotonic())
+
+        start, tasks = time.monotonic(), []
+        for n in range(int(per_second * seconds)):
+            delay = start + n / per_second - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one(n)))
+        await asyncio.gather(*tasks)
+        if session is not None:
+            await session.close()
+
+    cpu = time.process_time()
+    asyncio.run(run())
+    print(json.dumps({"answered": len(answered), "span": max(answered) - min(answered) if answered else 0.0,
+                      "cpu": time.process_time() - cpu}))
+
+
+def measure_floors(backend: str, plan: Plan, ports: list[int], rate: int, hub_rate: float, report: Report) -> None:
+    """The same receivers, the same offered rate and the same in-flight bound as the hub had, through the bare
+    clients; the hub's deliveries/s against aiohttp's (target >= 0.9x)."""
+    posts = rate * len(SUBSCRIBERS)
+    for client in FLOOR_CLIENTS:
+        progress(f"{backend}: floor, {client} client, {posts}/s for {plan.e2e_s:.0f} s")
+        done = subprocess.run(bench_argv("_floor", client, ",".join(map(str, ports)), str(posts), str(plan.e2e_s),
+                                         str(plan.delivery_concurrency)),
+                              capture_output=True, text=True, env=child_env(), timeout=plan.e2e_cap_s + 60)
+        if done.returncode != 0:
+            report.line(f"  floor with {client}: failed: {done.stderr[-500:]}")
+            continue
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        per_second = result["answered"] / result["span"] if result["span"] else math.nan
+        per_event = result["cpu"] * 1000 / max(result["answered"] / len(SUBSCRIBERS), 1)
+        if client == "aiohttp":
+            report.figure(backend, f"deliveries/s at {rate}/s vs a bare aiohttp client",
+                          f"hub {hub_rate:,.0f}/s vs aiohttp {per_second:,.0f}/s = {hub_rate / per_second:.2f}x "
+                          "(target >= 0.9x)", verdict(hub_rate / per_second >= 0.9),
+                          f"aiohttp ClientSession posting the same kind of signed bodies to the same receivers at "
+                          f"{posts}/s, at most {plan.delivery_concurrency} in flight: {per_event:.1f} ms CPU per 5 "
+                          "posts")
+        else:
+            report.line(f"  floor, raw asyncio streams: {per_second:,.0f} posts/s of {posts}/s offered, "
+                        f"{per_event:.1f} ms CPU per 5 posts")
+
+
 # ---- the bare baseline endpoint --------------------------------------------------------------------
 
 class BareInbox:
@@ -955,9 +1062,12 @@ def measure_end_to_end(backend: Backend, plan: Plan, procs: Processes, report: R
         offered_end = time.monotonic()
         rows, found = run_complete(hub, prefix, len(accepted(sent)), plan.e2e_cap_s)
         cpu = {name: used - cpu_before.get(name, 0.0) for name, used in hub_cpu(procs).items()}
-        report_end_to_end(backend.label, plan, rate, sent, rows, found, time.monotonic() - offered_end, report, cpu)
+        hub_rate = report_end_to_end(backend.label, plan, rate, sent, rows, found, time.monotonic() - offered_end,
+                                     report, cpu)
         report.note_deaths(backend.label, f"the end-to-end run at {rate}/s", procs)
-    procs.stop("api", "events", "deliveries", "beat", "receivers")
+    procs.stop("api", "events", "deliveries", "beat")
+    measure_floors(backend.label, plan, ports, plan.e2e_rate, hub_rate, report)
+    procs.stop("receivers")
 
 
 HUB_ROLES = ("api", "events", "deliveries", "beat")
@@ -974,7 +1084,8 @@ def hub_cpu(procs: Processes) -> dict[str, float]:
 
 
 def report_end_to_end(backend: str, plan: Plan, rate: int, sent: list[Sent], rows: dict[str, Any],
-                      found: dict[str, Any], waited: float, report: Report, cpu: dict[str, float]) -> None:
+                      found: dict[str, Any], waited: float, report: Report, cpu: dict[str, float]) -> float:
+    """Report the run; its deliveries per second."""
     from hub.config import DeliverySettings
 
     latencies, delivered_at = [], []
@@ -1007,6 +1118,7 @@ def report_end_to_end(backend: str, plan: Plan, rate: int, sent: list[Sent], row
                   f"ceiling by Little's law min({threads} threads, {per_system} in flight x {len(SUBSCRIBERS)} "
                   f"systems) / {plan.receiver_delay_s:.1f} s = {ceiling:,.0f}/s")
     report_dispatch(backend, f"intake->dispatch at {rate}/s", accepted(sent), rows, report)
+    return len(delivered_at) / span if span else math.nan
 
 
 def bench_backend(backend: Backend, plan: Plan, procs: Processes, report: Report) -> None:
@@ -1125,6 +1237,8 @@ if __name__ == "__main__":
             receivers_main([int(p) for p in rest[0].split(",")], float(rest[1]))
         elif command == "_bare":
             bare_main(int(rest[0]), rest[1])
+        elif command == "_floor":
+            floor_main(rest[0], [int(p) for p in rest[1].split(",")], float(rest[2]), float(rest[3]), int(rest[4]))
         elif command == "_noop-worker":
             noop_worker_main(*rest)
     else:
