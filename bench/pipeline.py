@@ -749,6 +749,7 @@ class HubInstance:
                            "--prefetch", "1"),
             "beat": ("beat",),
         }
+        commands["events2"] = commands["events"]  # a second events worker (team mode: scale-out of events)
         for part in parts:
             self.procs.start(part, self.argv(*commands[part]), self.env(), restart=True)
         if "api" in parts:
@@ -984,7 +985,32 @@ def measure_intake_and_drain(backend: Backend, plan: Plan, procs: Processes, rep
     done = sorted(epoch(r.processed_at) for r in rows.values() if r.processed_at is not None)
     procs.stop("api", "events")
     drain = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 else math.nan
+    if isinstance(backend, Team):
+        measure_two_event_workers(backend, plan, procs, report, drain)
     return len(ok), drain
+
+
+def measure_two_event_workers(backend: Backend, plan: Plan, procs: Processes, report: Report, one: float) -> None:
+    """Team mode: a backlog of new tickets, as above, drained by two events workers at once (each as `tickethub
+    worker --queues events` runs it) against the one worker's rate: does a second events worker help, or do
+    new tickets take turns on one row (ticket IDs)?"""
+    hub = backend.hub(procs)
+    hub.start("api", plan=plan)
+    ok = accepted(drive_max(hub.target, "two", plan, procs.running["api"].pid).sent)
+    hub.wait_events("two", len(ok), 60, column="dispatched_at")
+    progress(f"{backend.name}: two events workers draining {len(ok):,} events")
+    hub.start("events", "events2", plan=plan)
+    rows = hub.wait_events("two", len(ok), plan.drain_cap_s)
+    done = sorted(epoch(r.processed_at) for r in rows.values() if r.processed_at is not None)
+    procs.stop("api", "events", "events2")
+    two = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 else math.nan
+    tickets = len({r.ticket_id for r in rows.values() if r.ticket_id})
+    report.figure(backend.label, "two events workers vs one",
+                  f"{two:,.0f} vs {one:,.0f} events/s = {two / one:.2f}x (target >= 1.5x)", verdict(two / one >= 1.5),
+                  f"a backlog of {len(ok):,} new tickets ({tickets:,} distinct ticket IDs assigned), drained by two "
+                  f"events workers ({hub.event_threads} threads each) against one, each rate from the processed_at "
+                  "span")
+    report.note_deaths(backend.label, "the drain by two events workers", procs)
 
 
 def measure_ack_and_dispatch(backend: Backend, plan: Plan, procs: Processes, report: Report,
