@@ -302,7 +302,8 @@ reconcile_copies = Table(
     Column("author", String(255), nullable=False),
     Column("fields", JsonValue, nullable=False),  # canonical field -> value, as the system's mapping reads it
     Column("fingerprint", LargeBinary(16), nullable=False),
-    Index("ix_reconcile_copies_run_ticket", "run_id", "ticket_id"),
+    # covering for the hash-first check (compare_view): the fingerprints of a chunk's copies without their rows
+    Index("ix_reconcile_copies_run_ticket_print", "run_id", "ticket_id", "system", "fingerprint"),
 )
 
 ticket_workflow = Table(
