@@ -86,7 +86,7 @@ def process_event(hub: Hub, event_id: str, connector_for: Callable[[str], Connec
                 return _logged(processed, event["system"])
             new_ids = {} if isinstance(records, Exception) else _reserve_ids(hub, uow, records, event["received_at"])
             if new_ids:
-                uow.commit()
+                uow.commit_before_use()
     if _needs_read(hub, event["system"], connector_for):
         records = _records_or_error(hub, event, connector_for)
         new_ids = {}
@@ -94,7 +94,7 @@ def process_event(hub: Hub, event_id: str, connector_for: Callable[[str], Connec
             with hub.store.unit_of_work() as uow:
                 new_ids = _reserve_ids(hub, uow, records, event["received_at"])
                 if new_ids:
-                    uow.commit()
+                    uow.commit_before_use()
     if _asks_fresh(hub, records, connector_for):
         assert connector_for is not None and not isinstance(records, Exception)
         records = _with_fresh_evidence(hub, records, connector_for)
