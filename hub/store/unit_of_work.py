@@ -68,27 +68,6 @@ class Store:
         return [item.error if item.error is not None else item.result  # type: ignore[misc]
                 for item in self._together([_Work(work) for work in works], anywhere)]
 
-    def in_one(self, works: Sequence[Callable[[UnitOfWork], T]]) -> list[T | BaseException]:
-        """Several works of this thread in one transaction of their own, saving each its commit (on SQLite, as
-        `together_each`: with other threads' works under the write lock). If any raises, the transaction is
-        rolled back and each runs again alone (`_run_alone`), so that one work's failure is its own; as in
-        `together_each`, what each returned or raised, in order. For works whose locks a concurrent `in_one`
-        takes in the same order (the caller sorts them), or a deadlock costs a rerun."""
-        if self._writer is not None or len(works) < 2:
-            return self.together_each(works)
-        items = [_Work(work) for work in works]
-        try:
-            with self.unit_of_work() as uow:
-                for item in items:
-                    item.result = item.work(uow)
-                uow.commit()
-        except Exception:  # noqa: BLE001 (rolled back: each alone gets its own outcome)
-            for item in items:
-                item.result = None
-                self._run_alone(item)
-        return [item.error if item.error is not None else item.result  # type: ignore[misc]
-                for item in items]
-
     def _together(self, mine: list[_Work[T]], anywhere: bool) -> list[_Work[T]]:
         if self._writer is None and not anywhere:
             for item in mine:

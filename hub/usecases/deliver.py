@@ -52,7 +52,7 @@ def deliver_many(hub: Hub, delivery_ids: Sequence[int], connector_for: Callable[
     """Several deliveries, each with its own claim, attempt and outcome, as if delivered one by one, but
     claimed together, sent together and recorded together.
 
-    The claims share a transaction, and so do the outcomes (`Store.in_one`: one that fails is run again alone).
+    Claims and outcomes each share a transaction (`Store.together_each`: one that fails is run again alone).
     A write its connector can express as one HTTP request (`HttpWriter`) goes out on `sender`, the worker's
     event loop, all of them at once; the others are written by their connectors in this thread meanwhile.
     `worker`: the claiming process's identity (`hub.usecases.liveness`), so that its claims are taken back
@@ -82,10 +82,7 @@ def deliver_many(hub: Hub, delivery_ids: Sequence[int], connector_for: Callable[
 
     results = _write_all(held, sender)
     finishing = [_Finishing(hub, claim, result, started, rng) for (claim, _), result in zip(held, results, strict=True)]
-    # the batch's outcomes in one transaction (one that fails: each alone), in ticket order, so that two batches
-    # recording outcomes of the same tickets take their rows in the same order
-    finishing.sort(key=lambda f: (f.claim.ticket_id, f.claim.system, f.claim.delivery_id))
-    recorded = hub.store.in_one([f.record for f in finishing])
+    recorded = hub.store.together_each([f.record for f in finishing])
     for finished, outcome in zip(finishing, recorded, strict=True):
         if isinstance(outcome, BaseException):  # written, but not recorded: its lease ends, then it is resent
             log.error("delivery outcome not recorded", ticket_id=finished.claim.ticket_id,

@@ -351,23 +351,3 @@ def test_a_work_postgresql_aborts_to_break_a_deadlock_runs_again_and_succeeds(pg
         assert len(runs) == 2  # aborted once, then through
     finally:
         engine.dispose()
-
-
-def test_works_run_in_one_transaction_keep_each_result_and_each_failure_apart(engine: Engine) -> None:
-    """`Store.in_one` (a delivery batch's outcomes): the works commit together; when one raises after writing,
-    the others are still kept, each with its own answer, and the failing one leaves nothing."""
-    store = Store(engine)
-
-    def accept(index: int) -> Any:
-        def work(uow: Any) -> tuple[str, bool]:
-            stored = uow.inbox.accept("crm", f"evt-{index}", {"n": index}, T0)
-            if index == 1:
-                raise ValueError("refused after writing")
-            return stored  # type: ignore[no-any-return]
-        return work
-
-    answers = store.in_one([accept(0), accept(1), accept(2)])
-    assert answers[0] == ("crm:evt-0", False) and answers[2] == ("crm:evt-2", False)
-    assert isinstance(answers[1], ValueError)
-    with store.unit_of_work() as uow:
-        assert [uow.inbox.get(f"crm:evt-{i}") is not None for i in range(3)] == [True, False, True]
