@@ -356,15 +356,15 @@ class DeliveryRepository:
     # ---- read side --------------------------------------------------------------------------------
 
     def find(self, state: str | None = None, system: str | None = None, since: datetime | None = None,
-             limit: int = 100) -> list[dict[str, Any]]:
-        query = select(deliveries).order_by(deliveries.c.id.desc()).limit(limit)
-        if state:
-            query = query.where(deliveries.c.state == state)
-        if system:
-            query = query.where(deliveries.c.system == system)
-        if since:
-            query = query.where(deliveries.c.updated_at >= since)
-        return [dict(r._mapping) for r in self.conn.execute(query)]
+             limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """Deliveries, newest first, `limit` of them after skipping `offset` (a page)."""
+        query = _filtered(select(deliveries), state, system, since).order_by(deliveries.c.id.desc())
+        return [dict(r._mapping) for r in self.conn.execute(query.limit(limit).offset(offset))]
+
+    def count(self, state: str | None = None, system: str | None = None, since: datetime | None = None) -> int:
+        """How many deliveries `find` would list without a limit."""
+        query = _filtered(select(func.count()).select_from(deliveries), state, system, since)
+        return int(self.conn.execute(query).scalar_one())
 
     def for_ticket(self, ticket_id: str, limit: int = 500) -> list[dict[str, Any]]:
         """The ticket's deliveries, oldest first."""
@@ -400,3 +400,13 @@ class DeliveryRepository:
 
     def _set(self, delivery_id: int, **values: Any) -> None:
         self.conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
+
+
+def _filtered(query: Any, state: str | None, system: str | None, since: datetime | None) -> Any:
+    if state:
+        query = query.where(deliveries.c.state == state)
+    if system:
+        query = query.where(deliveries.c.system == system)
+    if since:
+        query = query.where(deliveries.c.updated_at >= since)
+    return query

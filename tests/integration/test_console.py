@@ -669,3 +669,37 @@ def test_a_form_too_large_is_refused(world: World) -> None:
     answer = client.post(f"/console/runs/{world.run_id}/decide",
                          data={"csrf": csrf, "item": str(world.flagged["CASE-2"]), "padding": "x" * 300_000})
     assert answer.status_code == 413 and world.state("CASE-2") == before
+
+
+def test_dead_letters_are_paged_newest_first_and_filtered_by_system(tmp_path: Path, sqlite_url: str,
+                                                                    clock: Clock) -> None:
+    """25 dead letters at 10 a page: three pages, newest first, the last one short; the filter by system
+    counts and pages only that system's; a page past the end shows the last."""
+    from hub.store.tables import deliveries
+
+    clock.now = T0
+    hub = _hub(tmp_path, sqlite_url, clock, page_size=10)
+    with hub.store.unit_of_work() as uow:
+        ticket, _ = uow.tickets.get_or_create("crm", "CASE-DEAD", "SVC", T0)
+        uow.conn.execute(deliveries.insert(), [
+            {"ticket_id": ticket, "system": SYSTEMS[n % 2], "state": "dead", "fields": {}, "attempts": 3,
+             "created_at": T0, "updated_at": T0, "last_status": 422, "last_error": f"refused {n}"}
+            for n in range(25)])
+        ids = sorted(int(i) for i in uow.conn.execute(deliveries.select().with_only_columns(deliveries.c.id))
+                     .scalars())
+        systems = {int(r.id): r.system for r in uow.conn.execute(deliveries.select())}
+        uow.commit()
+    client, _ = _signed_in(hub, OPERATOR, OPERATOR_PASSWORD)
+
+    def shown(params: dict[str, Any]) -> tuple[list[int], str]:
+        page = client.get("/console/dead", params=params)
+        assert page.status_code == 200
+        return [int(i) for i in re.findall(r'<tr data-delivery="(\d+)"', page.text)], page.text
+
+    newest = ids[::-1]
+    first, text = shown({})
+    assert first == newest[:10] and "Page 1 of 3 (25 items)" in text and 'rel="next" href="?page=2"' in text
+    assert shown({"page": 3})[0] == newest[20:] and shown({"page": 99})[0] == newest[20:]
+    erp = [i for i in newest if systems[i] == SYSTEMS[1]]
+    filtered, text = shown({"system": SYSTEMS[1], "page": 2})
+    assert filtered == erp[10:] and f"Page 2 of 2 ({len(erp)} items)" in text

@@ -296,12 +296,13 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
 
     @router.get("/dead")
     def dead_page(request: Request, me: Me, system: str = "", page: int = 1) -> Response:
-        with hub.store.unit_of_work() as uow:
-            rows = uow.deliveries.find("dead", system or None, None, limit=100_000)
         size = settings.page_size
-        pages = max(1, math.ceil(len(rows) / size))
-        page = min(max(1, page), pages)
-        return render(request, "dead.html", me, rows=rows[(page - 1) * size:page * size], total=len(rows),
+        with hub.store.unit_of_work() as uow:  # one page read, however many dead letters there are
+            total = uow.deliveries.count("dead", system or None)
+            pages = max(1, math.ceil(total / size))
+            page = min(max(1, page), pages)
+            rows = uow.deliveries.find("dead", system or None, None, limit=size, offset=(page - 1) * size)
+        return render(request, "dead.html", me, rows=rows, total=total,
                       page=page, pages=pages, system=system, systems=sorted(hub.settings.systems), csrf=me.csrf,
                       query=urlencode({"system": system} if system else {}), active="dead")
 
