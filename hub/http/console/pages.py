@@ -5,7 +5,7 @@ import json
 import math
 import os
 import secrets
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ from hub.core.errors import InvalidTicketId
 from hub.core.ticket_ids import parse_ticket_id
 from hub.http.console.auth import LOGIN_COOKIE, SESSION_COOKIE, Gate, Operator, csrf_ok
 from hub.http.console.i18n import LANGUAGES, pick_language, translator, value_namer
-from hub.usecases.reconcile import load_report
+from hub.usecases.reconcile import load_report, stored_report
 from hub.usecases.reconcile.decisions import DecisionRefused, decide
 from hub.usecases.replay import replay_delivery
 
@@ -159,23 +159,36 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
 
     @router.get("/runs/{run_id}")
     def run_page(request: Request, me: Me, run_id: int, page: int = 1) -> Response:
-        report = _report(run_id)
+        try:
+            report = stored_report(hub, run_id)
+        except LookupError as exc:
+            raise ConsoleError(404, str(exc)) from None
         chosen = {k: request.query_params.get(k, "") for k in ITEM_FILTERS}
-        items = [i for i in report.items if _matches(i, chosen)]
         size = settings.page_size
-        pages = max(1, math.ceil(len(items) / size))
-        page = min(max(1, page), pages)
-        options = {
-            "system": sorted({i.system for i in report.items if i.system}),
-            "field": sorted({i.field for i in report.items if i.field}),
-            "rule": sorted({i.rule for i in report.items}),
-            "action": sorted({i.action for i in report.items}),
-            "kind": sorted({i.kind for i in report.items}),
-            "author": sorted({i.responsible for i in report.items if i.responsible}),
-        }
+        page = max(1, page)
+        # the items stream from the store a page at a time: only the page shown (and the last page, in case
+        # the page asked for is past the end) is held, however many items the run has
+        wanted: list[Any] = []
+        last: deque[Any] = deque(maxlen=size)
+        total = 0
+        seen: dict[str, set[str]] = {key: set() for key in ITEM_FILTERS}
+        for item in report.iter_items():
+            for key, value in _filter_values(item).items():
+                if value:
+                    seen[key].add(value)
+            if not _matches(item, chosen):
+                continue
+            total += 1
+            last.append(item)
+            if (page - 1) * size < total <= page * size:
+                wanted.append(item)
+        pages = max(1, math.ceil(total / size))
+        if page > pages:
+            page, wanted = pages, list(last)[-(total - (pages - 1) * size):] if total else []
+        options = {key: sorted(values) for key, values in seen.items()}
         query = {k: v for k, v in chosen.items() if v}
-        return render(request, "run.html", me, report=report, items=items[(page - 1) * size:page * size],
-                      total=len(items), page=page, pages=pages, options=options, chosen=chosen,
+        return render(request, "run.html", me, report=report, items=wanted,
+                      total=total, page=page, pages=pages, options=options, chosen=chosen,
                       query=urlencode(query), csrf=me.csrf, active="runs",
                       spark=_sparkline([p.discrepancies for p in report.trend] + [report.summary.discrepancies]))
 
@@ -413,9 +426,13 @@ def _local(target: str) -> str:
     return target if target.startswith("/console") and not target.startswith("//") else "/console/runs"
 
 
+def _filter_values(item: Any) -> dict[str, str | None]:
+    return {"system": item.system, "field": item.field, "rule": item.rule, "action": item.action,
+            "kind": item.kind, "author": item.responsible}
+
+
 def _matches(item: Any, chosen: dict[str, str]) -> bool:
-    values = {"system": item.system, "field": item.field, "rule": item.rule, "action": item.action,
-              "kind": item.kind, "author": item.responsible}
+    values = _filter_values(item)
     return all(not want or (values[key] or "") == want for key, want in chosen.items())
 
 
