@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,9 +24,6 @@ from hub.http.app import create_app
 from hub.plugins import build_connector
 from hub.store.engine import make_engine
 from hub.usecases.context import Hub
-from hub.usecases.deliver import deliver_once
-from hub.usecases.ingest import accept_event
-from hub.usecases.process import process_event
 from hub.usecases.reconcile import ReconcileRequest, run_reconcile
 from tests.conftest import Clock
 from tests.console_world import (
@@ -45,6 +41,7 @@ from tests.console_world import (
     console_users,
     review_mappings,
 )
+from tests.twin_world import TwinWorld
 
 TOKEN = "console-api-token-not-a-secret"
 SECRET = "whsec_Y29uc29sZS10d2luLXNlY3JldC0zMi1ieXRlcy1sb25nIQ=="
@@ -87,33 +84,10 @@ def _twin(name: str, clock: Clock | None = None) -> GenericTwin:
 
 
 @dataclass
-class World:
-    hub: Hub
-    clock: Clock
-    twins: dict[str, GenericTwin]
-    connector_for: Callable[[str], Connector]
-    tickets: dict[str, str] = field(default_factory=dict)  # crm case -> ticket
+class World(TwinWorld):
     run_id: int = 0
     flagged: dict[str, int] = field(default_factory=dict)  # crm case -> its WMS address item awaiting review
     dead_id: int = 0
-
-    def crm_change(self, case: str) -> None:
-        self.clock.now += timedelta(seconds=1)
-        record = self.twins["crm"].records[case]
-        event_id, _ = accept_event(self.hub, "crm", f"{case}@{record.modified_at.isoformat()}",
-                                   self.twins["crm"].notice(case))
-        processed = process_event(self.hub, event_id)
-        assert processed.state == "processed", processed
-        self.tickets[case] = processed.ticket_id or ""
-
-    def deliver_all(self) -> None:
-        for _ in range(10):
-            with self.hub.store.unit_of_work() as uow:
-                due = [r["id"] for r in uow.deliveries.find("pending", None, None, 1000)]
-            if not due:
-                return
-            for delivery_id in due:
-                deliver_once(self.hub, delivery_id, self.connector_for)
 
     def local(self, case: str, system: str) -> str:
         with self.hub.store.unit_of_work() as uow:

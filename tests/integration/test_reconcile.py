@@ -10,8 +10,7 @@ import io
 import json
 import shutil
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,10 +29,6 @@ from hub.http.app import create_app
 from hub.mapping_files import DEFAULT_DIR
 from hub.plugins import build_connector
 from hub.store.reconcile import RunInProgress
-from hub.usecases.context import Hub
-from hub.usecases.deliver import deliver_once
-from hub.usecases.ingest import accept_event
-from hub.usecases.process import process_event
 from hub.usecases.reconcile import (
     ReconcileRequest,
     finish_run,
@@ -44,6 +39,7 @@ from hub.usecases.reconcile import (
 )
 from reconcile.report import CSV_COLUMNS, RunReport, to_html
 from tests.conftest import Clock
+from tests.twin_world import TwinWorld
 
 SECRET = "whsec_cmVjb25jaWxlLXR3aW4tc2VjcmV0LTMyLWJ5dGVzIQ=="
 TOKEN = "export-token"
@@ -51,33 +47,8 @@ T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
 
 @dataclass
-class World:
-    hub: Hub
-    clock: Clock
-    twins: dict[str, GenericTwin]
-    connector_for: Callable[[str], Connector]
-    tickets: dict[str, str]  # crm local id -> ticket
-    config: Path
-
-    def deliver_all(self) -> None:
-        """Run every due delivery, as the deliveries worker would, until none is left."""
-        for _ in range(10):
-            with self.hub.store.unit_of_work() as uow:
-                due = [r["id"] for r in uow.deliveries.find("pending", None, None, 1000)]
-            if not due:
-                return
-            for delivery_id in due:
-                deliver_once(self.hub, delivery_id, self.connector_for)
-
-    def crm_change(self, local_id: str) -> None:
-        """The CRM's notice for its record reaches the hub and is processed."""
-        self.clock.now += timedelta(seconds=1)
-        record = self.twins["crm"].records[local_id]
-        event_id, _ = accept_event(self.hub, "crm", f"{local_id}@{record.modified_at.isoformat()}",
-                                   self.twins["crm"].notice(local_id))
-        processed = process_event(self.hub, event_id)
-        assert processed.state == "processed", processed
-        self.tickets[local_id] = processed.ticket_id or ""
+class World(TwinWorld):
+    config: Path = field(kw_only=True)
 
     def run(self, **request: object) -> RunReport:
         self.clock.now += timedelta(minutes=5)
@@ -130,7 +101,7 @@ def world(tmp_path: Path, engine: Engine, clock: Clock, monkeypatch: pytest.Monk
                                             {s: TOKEN for s in twins})
         return built[system]
 
-    w = World(hub, clock, twins, connector_for, {}, config)
+    w = World(hub, clock, twins, connector_for, config=config)
     crm = twins["crm"]
     for n, (name, phone) in enumerate([("Ada", "+44 20 7946 0001"), ("王小明", "+86 10 5555 0002"),
                                        ("Grace", "+1 555 0003"), ("Linus", "+358 9 0004")]):
