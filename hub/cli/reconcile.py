@@ -122,18 +122,17 @@ def runs(ctx: typer.Context, limit: int = 20) -> None:
 def show(ctx: typer.Context, run_id: Annotated[int, typer.Argument(help="the run")],
          fmt: Annotated[str, typer.Option("--format", help="table, json, csv or html")] = "table") -> None:
     """A run's report: a table in the terminal, or the JSON, CSV or HTML report on standard output."""
-    from hub.usecases.reconcile import load_report
-    from reconcile.report import to_csv, to_html, to_json
+    from hub.usecases.reconcile import FORMATS, stored_report
 
     hub = hub_from(ctx)
     try:
-        report = load_report(hub, run_id)
+        report = stored_report(hub, run_id)
     except LookupError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
-    renders = {"json": to_json, "csv": to_csv, "html": to_html}
-    if fmt in renders:
-        sys.stdout.buffer.write(renders[fmt](report))
+    if fmt in FORMATS:  # written as it is rendered, its items read from the store a page at a time
+        for chunk in report.stream(fmt):
+            sys.stdout.buffer.write(chunk)
         sys.stdout.flush()
         return
     if fmt != "table":
@@ -143,7 +142,7 @@ def show(ctx: typer.Context, run_id: Annotated[int, typer.Argument(help="the run
     table = Table(title=f"run {run_id}: discrepancies")
     for column in ("#", "ticket", "kind", "system", "field", "winner", "rule", "action", "why"):
         table.add_column(column)
-    for item in report.items:
+    for item in report.iter_items():
         winner = json.dumps(item.winner.value, ensure_ascii=False) if item.winner else "—"
         table.add_row(str(item.id), item.ticket_id or "—", item.kind, item.system or "—", item.field or "—", winner,
                       item.rule, item.action, item.reason)

@@ -6,12 +6,11 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from hub.usecases.context import Hub
-from hub.usecases.reconcile import DecisionRefused, decide, load_report
-from reconcile.report import RunReport, to_csv, to_html, to_json
+from hub.usecases.reconcile import FORMATS, DecisionRefused, StoredReport, decide, stored_report
 
 RunId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the run's number")]
 MEDIA = {"json": "application/json", "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8"}
@@ -30,9 +29,9 @@ def reconcile_router(hub: Hub, require_token: Callable[..., None],
                      publish_deliveries: Callable[[list[int]], None] | None = None) -> APIRouter:
     router = APIRouter(prefix="/reconcile", tags=["reconciliation"], dependencies=[Depends(require_token)])
 
-    def report_of(run_id: int) -> RunReport:
+    def report_of(run_id: int) -> StoredReport:
         try:
-            return load_report(hub, run_id)
+            return stored_report(hub, run_id)
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from None
 
@@ -47,15 +46,15 @@ def reconcile_router(hub: Hub, require_token: Callable[..., None],
             "awaiting_review": int(r["awaiting_review"]), "not_checked": r["not_checked"],
             "links": {f: f"/reconcile/runs/{r['id']}.{f}" for f in MEDIA}} for r in rows]}
 
-    def rendered(fmt: str, render: Callable[[RunReport], bytes]) -> Callable[..., Response]:
-        def serve(run_id: RunId) -> Response:
+    def rendered(fmt: str) -> Callable[..., Response]:
+        def serve(run_id: RunId) -> Response:  # streamed: the items are read from the store as it is sent
             headers = {"Content-Disposition": f'inline; filename="reconcile-{run_id}.{fmt}"'}
-            return Response(render(report_of(run_id)), media_type=MEDIA[fmt], headers=headers)
+            return StreamingResponse(report_of(run_id).stream(fmt), media_type=MEDIA[fmt], headers=headers)
 
         return serve
 
-    for fmt, render in (("json", to_json), ("csv", to_csv), ("html", to_html)):
-        router.add_api_route(f"/runs/{{run_id}}.{fmt}", rendered(fmt, render), methods=["GET"],
+    for fmt in FORMATS:
+        router.add_api_route(f"/runs/{{run_id}}.{fmt}", rendered(fmt), methods=["GET"],
                              response_class=Response, summary=f"A run's report as {fmt.upper()}")
 
     @router.get("/runs/{run_id}", summary="A run: its summary, systems not checked, and where its reports are")
@@ -63,7 +62,7 @@ def reconcile_router(hub: Hub, require_token: Callable[..., None],
         report = report_of(run_id)
         return {"run": report.run.model_dump(mode="json"), "summary": report.summary.model_dump(mode="json"),
                 "not_checked": [nc.model_dump() for nc in report.not_checked],
-                "awaiting_review": [i.model_dump(mode="json") for i in report.items if i.awaiting_review],
+                "awaiting_review": [i.model_dump(mode="json") for i in report.iter_items(awaiting_review=True)],
                 "links": {f: f"/reconcile/runs/{run_id}.{f}" for f in MEDIA}}
 
     @router.post("/runs/{run_id}/decisions", summary="Decide an item: accept the proposal, or override it")

@@ -315,9 +315,10 @@ class ReconcileRepository:
         return [dict(r._mapping) for r in self.conn.execute(query)]
 
     def items_page(self, run_id: int, after: int | None, limit: int = ITEM_PAGE,
-                   awaiting_review: bool | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+                   awaiting_review: bool | None = None, kind: str | None = None,
+                   ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
         """The run's next `limit` items after item `after`, in ID order (only those awaiting review or not,
-        and of one kind, if given): a report is read a page at a time, never whole."""
+        of one kind, and among `ids`, if given): a report is read a page at a time, never whole."""
         query = (select(reconcile_items).where(reconcile_items.c.run_id == run_id)
                  .order_by(reconcile_items.c.id).limit(limit))
         if after is not None:
@@ -326,6 +327,8 @@ class ReconcileRepository:
             query = query.where(reconcile_items.c.awaiting_review.is_(awaiting_review))
         if kind is not None:
             query = query.where(reconcile_items.c.kind == kind)
+        if ids is not None:
+            query = query.where(reconcile_items.c.id.in_(list(ids)))
         return [dict(r._mapping) for r in self.conn.execute(query)]
 
     def item(self, run_id: int, item_id: int, lock: bool = False) -> dict[str, Any] | None:

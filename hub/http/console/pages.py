@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -23,7 +23,7 @@ from hub.core.errors import InvalidTicketId
 from hub.core.ticket_ids import parse_ticket_id
 from hub.http.console.auth import LOGIN_COOKIE, SESSION_COOKIE, Gate, Operator, csrf_ok
 from hub.http.console.i18n import LANGUAGES, pick_language, translator, value_namer
-from hub.usecases.reconcile import load_report, stored_report
+from hub.usecases.reconcile import StoredReport, stored_report
 from hub.usecases.reconcile.decisions import DecisionRefused, decide
 from hub.usecases.replay import replay_delivery
 
@@ -159,10 +159,7 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
 
     @router.get("/runs/{run_id}")
     def run_page(request: Request, me: Me, run_id: int, page: int = 1) -> Response:
-        try:
-            report = stored_report(hub, run_id)
-        except LookupError as exc:
-            raise ConsoleError(404, str(exc)) from None
+        report = _report(run_id)
         chosen = {k: request.query_params.get(k, "") for k in ITEM_FILTERS}
         size = settings.page_size
         page = max(1, page)
@@ -196,8 +193,7 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
     def confirm_decisions(request: Request, run_id: int, data: Form) -> Response:
         me = acting(request, data)
         report = _report(run_id)
-        by_id = {i.id: i for i in report.items}
-        chosen = _decisions(data, by_id)
+        chosen = _decisions(data, _selected(report, data))
         if not chosen:
             return render(request, "confirm.html", me, report=report, plan=[], csrf=me.csrf, status=422,
                           nothing=True, active="runs")
@@ -214,7 +210,7 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
     def decide_items(request: Request, run_id: int, data: Form) -> Response:
         me = acting(request, data)
         report = _report(run_id)
-        chosen = _decisions(data, {i.id: i for i in report.items})
+        chosen = _decisions(data, _selected(report, data))
         deliveries: list[int] = []
         refusals: list[tuple[int, int, str]] = []  # (item, status, why)
         for item, accept, value, _ in chosen:
@@ -234,22 +230,18 @@ def console_router(hub: Hub, api_token: str, publish_deliveries: Callable[[list[
 
     @router.get("/runs/{run_id}/report.{fmt}")
     def run_report(me: Me, run_id: int, fmt: str) -> Response:
-        from reconcile.report import to_csv, to_html, to_json
-
-        renderers = {"html": (to_html, "text/html; charset=utf-8"), "json": (to_json, "application/json"),
-                     "csv": (to_csv, "text/csv; charset=utf-8")}
-        if fmt not in renderers:
+        media = {"html": "text/html; charset=utf-8", "json": "application/json", "csv": "text/csv; charset=utf-8"}
+        if fmt not in media:
             raise ConsoleError(404, f"no report format `{fmt}`")
-        render_, media = renderers[fmt]
-        # self-contained (its own inline style), and sandboxed: no script of any kind runs in it
-        return Response(render_(_report(run_id)), media_type=media, headers={
+        # streamed from the store; self-contained (its own inline style), and sandboxed: no script runs in it
+        return StreamingResponse(_report(run_id).stream(fmt), media_type=media[fmt], headers={
             "Content-Disposition": f'inline; filename="reconcile-{run_id}.{fmt}"', "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
             "Cache-Control": "no-store"})
 
-    def _report(run_id: int) -> Any:
+    def _report(run_id: int) -> StoredReport:
         try:
-            return load_report(hub, run_id)
+            return stored_report(hub, run_id)
         except LookupError as exc:
             raise ConsoleError(404, str(exc)) from None
 
@@ -434,6 +426,12 @@ def _filter_values(item: Any) -> dict[str, str | None]:
 def _matches(item: Any, chosen: dict[str, str]) -> bool:
     values = _filter_values(item)
     return all(not want or (values[key] or "") == want for key, want in chosen.items())
+
+
+def _selected(report: StoredReport, data: dict[str, list[str]]) -> dict[int, Any]:
+    """The run's items whose ids the form checked, by id (read from the store: only those)."""
+    ids = sorted({int(raw) for raw in data.get("item", []) if raw.isdigit() and int(raw) < 2**63})
+    return {item.id: item for item in report.iter_items(ids=ids)} if ids else {}
 
 
 def _decisions(data: dict[str, list[str]], by_id: dict[int, Any]) -> list[tuple[Any, bool, Any, str]]:

@@ -9,7 +9,7 @@ each disagreement by the rules in `reconcile.resolve`, repair what policy allows
 """
 
 from hub.usecases.reconcile.decisions import DecisionRefused, decide
-from hub.usecases.reconcile.reports import StoredReport, load_report, report_dir, stored_report, write_reports
+from hub.usecases.reconcile.reports import FORMATS, StoredReport, load_report, report_dir, stored_report, write_reports
 from hub.usecases.reconcile.run import (
     NO_PROGRESS,
     Progress,
@@ -25,6 +25,6 @@ from hub.usecases.reconcile.run import (
     start_run,
 )
 
-__all__ = ["NO_PROGRESS", "DecisionRefused", "Progress", "ReconcileRequest", "RunOutcome", "StoredReport",
+__all__ = ["FORMATS", "NO_PROGRESS", "DecisionRefused", "Progress", "ReconcileRequest", "RunOutcome", "StoredReport",
            "compare_part", "decide", "finish_run", "full_tonight", "load_report", "plan_compare", "read_part",
            "report_dir", "run_reconcile", "scheduled_run", "start_run", "stored_report", "write_reports"]

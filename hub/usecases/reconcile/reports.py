@@ -6,7 +6,7 @@ rendered, so that writing the files of a run with a great many discrepancies nev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,12 @@ from reconcile.report import (
     iter_csv,
     iter_html,
     iter_json,
+    to_csv,
+    to_html,
+    to_json,
 )
+
+FORMATS = ("json", "csv", "html")  # the report's files and downloads
 
 
 def report_dir(hub: Hub) -> Path:
@@ -41,12 +46,15 @@ class StoredReport:
     not_checked: list[NotChecked]
     trend: list[TrendPoint]
 
-    def iter_items(self, awaiting_review: bool | None = None, kind: str | None = None) -> Iterator[Item]:
-        """The items in ID order (only those awaiting review or not, or of one kind), a page at a time."""
+    def iter_items(self, awaiting_review: bool | None = None, kind: str | None = None,
+                   ids: Sequence[int] | None = None) -> Iterator[Item]:
+        """The items in ID order (only those awaiting review or not, of one kind, or among `ids`), a page at
+        a time."""
         after: int | None = None
         while True:
             with self.hub.store.unit_of_work() as uow:
-                rows = uow.reconcile.items_page(self.run.id, after, awaiting_review=awaiting_review, kind=kind)
+                rows = uow.reconcile.items_page(self.run.id, after, awaiting_review=awaiting_review, kind=kind,
+                                                ids=ids)
             if not rows:
                 return
             yield from (_item(row) for row in rows)
@@ -56,6 +64,20 @@ class StoredReport:
     def items(self) -> list[Item]:
         """Every item, in memory: for callers that want the whole document (the files never do)."""
         return list(self.iter_items())
+
+    def stream(self, fmt: str) -> Iterator[bytes]:
+        """The report as `fmt` (json | csv | html: what `to_json`, `to_csv`, `to_html` make of the whole
+        document), its items read from the store as it is rendered."""
+        head = self.head()
+        items = Listing(self.summary.discrepancies, self.iter_items)
+        if fmt == "json":
+            return iter_json(head, items)
+        if fmt == "csv":
+            return iter_csv(head.run.id, items)
+        if fmt == "html":
+            review = Listing(self.summary.awaiting_review, lambda: self.iter_items(awaiting_review=True))
+            return iter_html(head, items, review, self.iter_items(kind="drift"))
+        raise ValueError(f"no report format `{fmt}`; known: {', '.join(FORMATS)}")
 
     def head(self) -> RunReport:
         """The report without its items."""
@@ -103,28 +125,16 @@ def write_reports(report: RunReport | StoredReport, directory: Path) -> list[Pat
     """`reconcile-<run>.json`, `.csv` and `.html` in `directory` (made if missing); a stored report's items
     are read from the store as each file is written."""
     directory.mkdir(parents=True, exist_ok=True)
-    if isinstance(report, StoredReport):
-        stored = report
-        head = report.head()
-        items = Listing(head.summary.discrepancies, stored.iter_items)
-        review = Listing(head.summary.awaiting_review, lambda: stored.iter_items(awaiting_review=True))
-        drift: Callable[[], Iterable[Item]] = lambda: stored.iter_items(kind="drift")  # noqa: E731
-    else:
-        whole = report
-        head = report
-        items = Listing(len(report.items), lambda: whole.items)
-        waiting = [i for i in report.items if i.awaiting_review]
-        review = Listing(len(waiting), lambda: waiting)
-        drift = lambda: whole.items  # noqa: E731
+    whole = {"json": to_json, "csv": to_csv, "html": to_html}
     written = []
-    renders: tuple[tuple[str, Callable[[], Iterator[bytes]]], ...] = (
-        (".json", lambda: iter_json(head, items)), (".csv", lambda: iter_csv(head.run.id, items)),
-        (".html", lambda: iter_html(head, items, review, drift())))
-    for suffix, render in renders:
-        path = directory / f"reconcile-{head.run.id}{suffix}"
+    for fmt in FORMATS:
+        path = directory / f"reconcile-{report.run.id}.{fmt}"
         with path.open("wb") as out:
-            for chunk in render():
-                out.write(chunk)
+            if isinstance(report, StoredReport):
+                for chunk in report.stream(fmt):
+                    out.write(chunk)
+            else:
+                out.write(whole[fmt](report))
         written.append(path)
     return written
 
