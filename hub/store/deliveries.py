@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, literal, or_, select, text, tuple_, update
 
-from hub.store.dialect import insert_for
+from hub.store.dialect import commit_without_flush_wait, insert_for
 from hub.store.tables import (
     ACTIVE_DELIVERY_STATES,
     JsonValue,
@@ -103,7 +103,6 @@ _ATTEMPT = insert(delivery_attempts)
 # system, not one each: a worker claims several deliveries in one transaction (Store.together), and two
 # workers taking two systems' locks in opposite orders would deadlock.
 _CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('tickethub:claims'))")
-_CLAIM_WITHOUT_WAITING_FOR_DISK = text("SET LOCAL synchronous_commit TO OFF")
 
 
 class DeliveryRepository:
@@ -152,7 +151,7 @@ class DeliveryRepository:
             # worker waited for the disk in turn). Safe for at-least-once: the WAL is flushed in order, so the
             # outcome's durable commit (or any later one) makes the claim durable too; a crash before that loses
             # only the claim, and the write, sent or not, goes out again with the same webhook-id and fields.
-            self.conn.execute(_CLAIM_WITHOUT_WAITING_FOR_DISK)
+            commit_without_flush_wait(self.conn)
         busy: dict[str, int] = {str(system): int(count) for system, count in self.conn.execute(
             _IN_FLIGHT_BY_SYSTEM, {"c_systems": sorted({r.system for r in candidates}), "c_now": now,
                                    "c_ids": [int(r.id) for r in candidates]})}

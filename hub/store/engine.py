@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 try:
     import fcntl
@@ -38,8 +39,11 @@ def unavailable(exc: BaseException) -> bool:
     return False
 
 
+T = TypeVar("T")
+
 # PostgreSQL broke a deadlock or a serialisation conflict by aborting this transaction: run again, it will pass
 _CONFLICT_STATES = frozenset({"40P01", "40001"})
+CONFLICT_RETRIES = 3  # work aborted that way runs again this many times before its error is raised
 
 
 def conflicted(exc: BaseException) -> bool:
@@ -48,6 +52,19 @@ def conflicted(exc: BaseException) -> bool:
     orig = getattr(exc, "orig", None)
     state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     return isinstance(exc, DBAPIError) and state in _CONFLICT_STATES
+
+
+def retrying(work: Callable[[], T]) -> T:
+    """`work()` (whole transactions, nothing else), run again after a short random pause when PostgreSQL
+    aborted it to break a deadlock (`conflicted`), CONFLICT_RETRIES times at most; any other error at once."""
+    for attempt in range(CONFLICT_RETRIES):
+        try:
+            return work()
+        except DBAPIError as exc:
+            if not conflicted(exc):
+                raise
+        time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+    return work()
 
 
 def reason(exc: BaseException) -> str:

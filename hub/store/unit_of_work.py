@@ -4,7 +4,6 @@ the repositories (tickets, inbox, deliveries, polls) on its connection; and grou
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,7 +14,8 @@ from sqlalchemy import Connection, Engine, text
 
 from hub.store.alerts import AlertRepository
 from hub.store.deliveries import DeliveryRepository
-from hub.store.engine import SqliteWriteLock, conflicted
+from hub.store.dialect import commit_without_flush_wait
+from hub.store.engine import SqliteWriteLock, retrying
 from hub.store.inbox import InboxRepository
 from hub.store.polls import PollRepository
 from hub.store.reconcile import ReconcileRepository
@@ -93,20 +93,18 @@ class Store:
         return mine
 
     def _run_alone(self, item: _Work[Any]) -> None:
-        """Run one work in a transaction of its own; one that PostgreSQL aborted to break a deadlock (see
-        `conflicted`) runs again, CONFLICT_RETRIES times at most, after a short random pause."""
-        for attempt in range(CONFLICT_RETRIES + 1):
-            try:
-                with self.unit_of_work() as uow:
-                    item.result = item.work(uow)
-                    uow.commit()
-                item.error = None
-                return
-            except Exception as exc:  # noqa: BLE001 (handed to the thread whose work it is)
-                item.error = exc
-                if not conflicted(exc) or attempt == CONFLICT_RETRIES:
-                    return
-                time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+        """Run one work in a transaction of its own; one that PostgreSQL aborted to break a deadlock runs
+        again (`retrying`)."""
+        def once() -> Any:
+            with self.unit_of_work() as uow:
+                result = item.work(uow)
+                uow.commit()
+            return result
+
+        try:
+            item.result = retrying(once)
+        except Exception as exc:  # noqa: BLE001 (handed to the thread whose work it is)
+            item.error = exc
 
     def _run_together(self, batch: list[_Work[Any]]) -> None:
         """Run `batch` in one transaction, stopping early once it has held the write lock TOGETHER_SECONDS:
@@ -150,7 +148,6 @@ class Store:
                     conn.rollback()
 
 
-CONFLICT_RETRIES = 3  # a work aborted by a deadlock runs again this many times before its error is returned
 TOGETHER_MAX = 32  # works run in one transaction by Store.together, at most
 TOGETHER_SECONDS = 0.005  # ... and no more once it has held the write lock this long (others wait for it)
 
@@ -197,8 +194,7 @@ class UnitOfWork:
         ticket of every events worker take turns at the disk's pace (~320/s here, one worker or two). Safe: the
         WAL is flushed in order, so the durable commit that uses the IDs makes this one durable too; a crash
         before that loses only IDs nothing used (the event is processed again and reserves anew)."""
-        if self.conn.dialect.name == "postgresql":
-            self.conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+        commit_without_flush_wait(self.conn)
         self.commit()
 
     def commit(self) -> None:

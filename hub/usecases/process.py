@@ -23,8 +23,8 @@ from hub.core.plugin import ConnectorType
 from hub.core.ports import Connector, ConnectorError, RecordNotFound, SourceRecord
 from hub.core.workflow import Evidence, last_word
 from hub.registry import connector_type
-from hub.store.engine import conflicted
-from hub.store.unit_of_work import CONFLICT_RETRIES, UnitOfWork
+from hub.store.engine import retrying
+from hub.store.unit_of_work import UnitOfWork
 from hub.usecases.alerting import raise_refusals
 from hub.usecases.context import Hub
 
@@ -144,16 +144,12 @@ def process_events(hub: Hub, event_ids: Sequence[str], connector_for: Callable[[
 
 def _process_retrying(hub: Hub, event_id: str, connector_for: Callable[[str], Connector] | None
                       ) -> Processed | Exception:
-    """`process_event`, run again when PostgreSQL aborted it to break a deadlock (it is idempotent: what
-    committed before the abort, a reserved ticket ID, is found again); any other error is returned."""
-    for attempt in range(CONFLICT_RETRIES + 1):
-        try:
-            return process_event(hub, event_id, connector_for)
-        except Exception as exc:  # noqa: BLE001 (the caller reports it; the event stays received)
-            if not conflicted(exc) or attempt == CONFLICT_RETRIES:
-                return exc
-            log.info("event crossed another transaction; processed again", event_id=event_id, attempt=attempt + 1)
-    raise AssertionError("unreachable")
+    """`process_event`, run again when PostgreSQL aborted it to break a deadlock (`retrying`; it is idempotent,
+    though an ID it reserved before the abort is skipped, as any unused one); any other error is returned."""
+    try:
+        return retrying(partial(process_event, hub, event_id, connector_for))
+    except Exception as exc:  # noqa: BLE001 (the caller reports it; the event stays received)
+        return exc
 
 
 def _apply_stored(hub: Hub, event_id: str, connector_for: Callable[[str], Connector] | None, uow: UnitOfWork
