@@ -982,12 +982,17 @@ def measure_intake_and_drain(backend: Backend, plan: Plan, procs: Processes, rep
     progress(f"{backend.name}: events worker draining {len(ok):,} events")
     hub.start("events", plan=plan)
     rows = hub.wait_events("max", len(ok), plan.drain_cap_s)
-    done = sorted(epoch(r.processed_at) for r in rows.values() if r.processed_at is not None)
     procs.stop("api", "events")
-    drain = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 else math.nan
+    drain = drain_rate(rows)
     if isinstance(backend, Team):
         measure_two_event_workers(backend, plan, procs, report, drain)
     return len(ok), drain
+
+
+def drain_rate(rows: dict[str, Any]) -> float:
+    """Events processed per second, from the span of their processed_at stamps."""
+    done = sorted(epoch(r.processed_at) for r in rows.values() if r.processed_at is not None)
+    return (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 else math.nan
 
 
 def measure_two_event_workers(backend: Backend, plan: Plan, procs: Processes, report: Report, one: float) -> None:
@@ -1001,9 +1006,8 @@ def measure_two_event_workers(backend: Backend, plan: Plan, procs: Processes, re
     progress(f"{backend.name}: two events workers draining {len(ok):,} events")
     hub.start("events", "events2", plan=plan)
     rows = hub.wait_events("two", len(ok), plan.drain_cap_s)
-    done = sorted(epoch(r.processed_at) for r in rows.values() if r.processed_at is not None)
     procs.stop("api", "events", "events2")
-    two = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 else math.nan
+    two = drain_rate(rows)
     tickets = len({r.ticket_id for r in rows.values() if r.ticket_id})
     report.figure(backend.label, "two events workers vs one",
                   f"{two:,.0f} vs {one:,.0f} events/s = {two / one:.2f}x (target >= 1.5x)", verdict(two / one >= 1.5),
