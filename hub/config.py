@@ -65,7 +65,7 @@ class DeliverySettings(StrictModel):
     backoff_cap_seconds: float = Field(default=3600.0, gt=0)  # no single wait is longer
     retry_horizon_seconds: float = Field(default=86400.0, gt=0)  # after this, a failing write is dead-lettered
     timeout_seconds: float = Field(default=10.0, gt=0)  # one HTTP call
-    max_in_flight_per_system: int = Field(default=32, ge=1)  # a slow system cannot take every worker
+    max_in_flight_per_system: int = Field(default=64, ge=1)  # a slow system cannot take every worker (README)
     lease_seconds: float = Field(default=120.0, gt=0)  # the last resort: an in-flight write older than this is retried
     heartbeat_seconds: float = Field(default=2.0, gt=0)  # how often a worker says it is alive
     worker_dead_after_seconds: float = Field(default=10.0, gt=0)  # a worker silent this long is dead: its writes

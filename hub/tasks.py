@@ -61,11 +61,16 @@ def deliver_batch(delivery_ids: list[int]) -> None:
     outcomes = deliver_many(runtime.hub, delivery_ids, runtime.connector, worker=runtime.identity.worker_id,
                             sender=runtime.sender)
     follow_ups: list[int] = []
+    busy: list[tuple[int, float]] = []
     for delivery_id, outcome in zip(delivery_ids, outcomes, strict=True):
         metrics.record_delivery(outcome)
-        if outcome.kind in ("retry", "busy"):
+        if outcome.kind == "retry":
             runtime.publish_deliveries([delivery_id], countdown=outcome.countdown)
+        elif outcome.kind == "busy":
+            busy.append((delivery_id, outcome.countdown or 0.0))
         follow_ups.extend(outcome.follow_ups)
+    if busy:  # tried again together, in one message: each message with a countdown costs the worker a reservation
+        runtime.publish_deliveries([delivery_id for delivery_id, _ in busy], countdown=min(c for _, c in busy))
     runtime.publish_deliveries(follow_ups)
 
 

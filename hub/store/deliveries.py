@@ -9,7 +9,7 @@ Fields that arrive meanwhile wait in the outbox for the next delivery.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, literal, or_, select, text, tuple_, update
 
-from hub.store.dialect import commit_without_flush_wait, insert_for
+from hub.store.dialect import insert_for
 from hub.store.tables import (
     ACTIVE_DELIVERY_STATES,
     JsonValue,
@@ -49,6 +49,20 @@ class Claim:
         return {f["system_field"]: f["system_value"] for f in self.fields.values()}
 
 
+@dataclass(frozen=True)
+class Finish:
+    """What became of a claim's write: `verdict` delivered | retry (again at `next_attempt_at`) | dead."""
+
+    claim: Claim
+    verdict: str
+    started: datetime  # the attempt: claimed ...
+    finished: datetime  # ... and answered
+    status_code: int | None
+    error: str | None
+    next_attempt_at: datetime | None = None
+    retry_after: float | None = None
+
+
 # Hot-path statements, built once (building a statement, and its cache key, cost more than running it).
 _P = bindparam
 _WAITING_COLUMNS = (outbox.c.ticket_id, outbox.c.system, literal("pending"), literal({}, JsonValue), literal(0),
@@ -60,12 +74,21 @@ def _schedule_statement(dialect: str, some_systems: bool) -> Any:
     waiting = select(*_WAITING_COLUMNS).where(outbox.c.ticket_id == _P("s_ticket")).distinct()
     if some_systems:
         waiting = waiting.where(outbox.c.system.in_(_P("s_systems", expanding=True)))
-    return (
-        insert_for(dialect, deliveries)
-        .from_select(["ticket_id", "system", "state", "fields", "attempts", "created_at", "updated_at"], waiting)
-        .on_conflict_do_nothing(index_elements=["ticket_id", "system"], index_where=_ACTIVE)
-        .returning(deliveries.c.id)
-    )
+    return _pending_from(dialect, waiting).returning(deliveries.c.id)
+
+
+@cache
+def _schedule_pairs_statement(dialect: str) -> Any:
+    waiting = (select(*_WAITING_COLUMNS).distinct()
+               .where(tuple_(outbox.c.ticket_id, outbox.c.system).in_(_P("s_pairs", expanding=True))))
+    return _pending_from(dialect, waiting).returning(deliveries.c.id, deliveries.c.ticket_id, deliveries.c.system)
+
+
+def _pending_from(dialect: str, waiting: Any) -> Any:
+    """A pending delivery for each (ticket, system) that `waiting` selects and that has none in progress."""
+    return (insert_for(dialect, deliveries)
+            .from_select(["ticket_id", "system", "state", "fields", "attempts", "created_at", "updated_at"], waiting)
+            .on_conflict_do_nothing(index_elements=["ticket_id", "system"], index_where=_ACTIVE))
 
 
 _LOCAL_ID = (select(xrefs.c.local_id)
@@ -85,24 +108,29 @@ _TO_IN_FLIGHT = (update(deliveries).where(deliveries.c.id == _P("c_id"))
                          first_accepted_at=_P("c_first", type_=UTCDateTime), claimed_by=_P("c_by")))
 _SUPERSEDED = (update(deliveries).where(deliveries.c.id == _P("c_id"))
                .values(state="superseded", updated_at=_P("c_now", type_=UTCDateTime), lease_until=None))
-_MINE = and_(deliveries.c.id == _P("f_id"), deliveries.c.state == "in_flight",
-             deliveries.c.attempts == _P("f_attempt"))
-_FINISHED = {
-    "delivered": update(deliveries).where(_MINE).values(
-        state="delivered", delivered_at=_P("f_now", type_=UTCDateTime), updated_at=_P("f_now", type_=UTCDateTime),
-        lease_until=None, last_status=_P("f_status"), last_error=None),
-    "retry": update(deliveries).where(_MINE).values(
-        state="retry_wait", next_attempt_at=_P("f_next", type_=UTCDateTime), updated_at=_P("f_now", type_=UTCDateTime),
-        lease_until=None, last_status=_P("f_status"), last_error=_P("f_error")),
-    "dead": update(deliveries).where(_MINE).values(
-        state="dead", updated_at=_P("f_now", type_=UTCDateTime), lease_until=None, last_status=_P("f_status"),
-        last_error=_P("f_error")),
+_ALL_MINE = and_(tuple_(deliveries.c.id, deliveries.c.attempts).in_(_P("f_held", expanding=True)),
+                 deliveries.c.state == "in_flight")
+_VERDICTS: dict[str, dict[str, Any]] = {
+    "delivered": {"state": "delivered", "delivered_at": _P("f_now", type_=UTCDateTime),
+                  "updated_at": _P("f_now", type_=UTCDateTime), "lease_until": None, "last_status": _P("f_status"),
+                  "last_error": None},
+    "retry": {"state": "retry_wait", "next_attempt_at": _P("f_next", type_=UTCDateTime),
+              "updated_at": _P("f_now", type_=UTCDateTime), "lease_until": None, "last_status": _P("f_status"),
+              "last_error": _P("f_error")},
+    "dead": {"state": "dead", "updated_at": _P("f_now", type_=UTCDateTime), "lease_until": None,
+             "last_status": _P("f_status"), "last_error": _P("f_error")},
 }
+# for every (id, attempt) in f_held at once, saying which of them the claim (that attempt) still held
+_FINISHED_ALL = {verdict: update(deliveries).where(_ALL_MINE).values(**values).returning(deliveries.c.id)
+                 for verdict, values in _VERDICTS.items()}
 _ATTEMPT = insert(delivery_attempts)
 # PostgreSQL: claims take turns, so that each counts the deliveries in flight truly. One lock for every
-# system, not one each: a worker claims several deliveries in one transaction (Store.together), and two
-# workers taking two systems' locks in opposite orders would deadlock.
-_CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('tickethub:claims'))")
+# system, not one each: a worker claims several deliveries in one transaction (its threads' claims combined),
+# and two workers taking two systems' locks in opposite orders would deadlock.
+# In the same round trip: the transaction commits without waiting for the disk (see below, and
+# dialect.commit_without_flush_wait), so that the turn ends at the commit.
+_CLAIM_TURN = text("SELECT pg_advisory_xact_lock(hashtext('tickethub:claims')), "
+                   "set_config('synchronous_commit', 'off', true)")
 
 
 class DeliveryRepository:
@@ -116,6 +144,15 @@ class DeliveryRepository:
         if systems is not None:
             params["s_systems"] = list(systems)
         return sorted(int(i) for i in self.conn.execute(stmt, params).scalars())
+
+    def schedule_many(self, pairs: Sequence[tuple[str, str]], now: datetime) -> dict[tuple[str, str], list[int]]:
+        """`schedule` for several (ticket, system) at once, in one statement: the deliveries created, per pair."""
+        created: dict[tuple[str, str], list[int]] = {pair: [] for pair in pairs}
+        if pairs:
+            for row in self.conn.execute(_schedule_pairs_statement(self.conn.dialect.name),
+                                         {"s_pairs": list(dict.fromkeys(pairs)), "s_now": now}):
+                created[(row.ticket_id, row.system)].append(int(row.id))
+        return created
 
     def claim(self, delivery_id: int, now: datetime, lease: timedelta, max_in_flight: Callable[[str], int],
               worker: str | None = None) -> Claim | str:
@@ -145,13 +182,12 @@ class DeliveryRepository:
                 candidates.append(row)
         if not candidates:
             return results
-        if self.conn.dialect.name == "postgresql":  # claims take turns across workers (see _CLAIM_LOCK)
-            self.conn.execute(_CLAIM_LOCK)
+        if self.conn.dialect.name == "postgresql":  # claims take turns across workers (see _CLAIM_TURN)
             # ... and their turn ends at the commit, not after the WAL flush that follows it (every claim of every
             # worker waited for the disk in turn). Safe for at-least-once: the WAL is flushed in order, so the
             # outcome's durable commit (or any later one) makes the claim durable too; a crash before that loses
             # only the claim, and the write, sent or not, goes out again with the same webhook-id and fields.
-            commit_without_flush_wait(self.conn)
+            self.conn.execute(_CLAIM_TURN)
         busy: dict[str, int] = {str(system): int(count) for system, count in self.conn.execute(
             _IN_FLIGHT_BY_SYSTEM, {"c_systems": sorted({r.system for r in candidates}), "c_now": now,
                                    "c_ids": [int(r.id) for r in candidates]})}
@@ -197,16 +233,30 @@ class DeliveryRepository:
                next_attempt_at: datetime | None = None) -> bool:
         """Move the delivery from in flight to `verdict` (delivered | retry | dead), if this claim still
         holds it (not re-claimed after its lease ran out); False if it does not (nothing changed)."""
-        result = self.conn.execute(_FINISHED[verdict], {  # each statement takes the parameters it names
-            "f_id": claim.delivery_id, "f_attempt": claim.attempt, "f_now": now, "f_status": status_code,
-            "f_error": error, "f_next": next_attempt_at})
-        return bool(result.rowcount)
+        finish = Finish(claim, verdict, now, now, status_code, error, next_attempt_at)
+        return claim.delivery_id in self.finish_many([finish])
 
-    def record_attempt(self, claim: Claim, started: datetime, finished: datetime, outcome: str,
-                       status_code: int | None, error: str | None, retry_after: float | None) -> None:
-        self.conn.execute(_ATTEMPT, {
-            "delivery_id": claim.delivery_id, "number": claim.attempt, "started_at": started, "finished_at": finished,
-            "outcome": outcome, "status_code": status_code, "error": error, "retry_after_seconds": retry_after})
+    def finish_many(self, finishes: Sequence[Finish]) -> set[int]:
+        """`finish` for several claims, in one statement per distinct outcome and time (typically one per batch
+        written together: delivered, 200); the ids of those whose claim still held them (the others unchanged)."""
+        groups: dict[tuple[str, int | None, str | None, datetime | None, datetime], list[tuple[int, int]]] = {}
+        for f in finishes:
+            groups.setdefault((f.verdict, f.status_code, f.error, f.next_attempt_at, f.finished), []).append(
+                (f.claim.delivery_id, f.claim.attempt))
+        held: set[int] = set()
+        for (verdict, status_code, error, next_at, now), pairs in groups.items():
+            held.update(int(i) for i in self.conn.execute(_FINISHED_ALL[verdict], {
+                "f_held": pairs, "f_now": now, "f_status": status_code, "f_error": error, "f_next": next_at}).scalars())
+        return held
+
+    def record_attempts(self, finishes: Sequence[Finish], late: Collection[int] = ()) -> None:
+        """An attempt row for each (its verdict, or `late` for the deliveries in `late`), in one statement."""
+        if finishes:
+            self.conn.execute(_ATTEMPT, [{
+                "delivery_id": f.claim.delivery_id, "number": f.claim.attempt, "started_at": f.started,
+                "finished_at": f.finished, "outcome": "late" if f.claim.delivery_id in late else f.verdict,
+                "status_code": f.status_code, "error": f.error, "retry_after_seconds": f.retry_after}
+                for f in finishes])
 
     def replay(self, delivery_id: int, now: datetime) -> tuple[list[int], list[str]]:
         """Put a dead delivery's fields back in the outbox and schedule them; fields whose value has

@@ -254,13 +254,14 @@ class TicketRepository:
 
     def record_delivered(self, ticket_id: str, system: str, values: dict[str, Any], now: datetime) -> None:
         """Remember what the hub wrote to `system`, so that the system's report of it is an echo."""
-        if not values:
-            return
-        self.conn.execute(
-            _replace(self.conn, delivered_values),
-            [{"ticket_id": ticket_id, "system": system, "field": f, "value": v, "delivered_at": now}
-             for f, v in values.items()],
-        )
+        self.record_delivered_many([(ticket_id, system, values, now)])
+
+    def record_delivered_many(self, written: Sequence[tuple[str, str, dict[str, Any], datetime]]) -> None:
+        """`record_delivered` for several (ticket, system, values, when) at once, in one statement."""
+        rows = [{"ticket_id": ticket_id, "system": system, "field": f, "value": v, "delivered_at": now}
+                for ticket_id, system, values, now in written for f, v in values.items()]
+        if rows:
+            self.conn.execute(_replace(self.conn, delivered_values), rows)
 
     # ---- read side ----------------------------------------------------------------------------
 

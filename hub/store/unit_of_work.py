@@ -58,7 +58,9 @@ class Store:
         locks two transactions cannot take in opposite orders in the normal course: storing webhooks
         (unique keys). A deadlock that still happens (the same webhook IDs crossed at two API processes) is
         broken by PostgreSQL, and the works of the transaction it aborts run again alone. (Deliveries used to be
-        combined too; batched, each batch's claim and outcomes are better as transactions of their own.)"""
+        combined here too, each work's statements one after another; now the deliveries worker's threads hand
+        their claims, and their outcomes, to one call that does them all in a few statements:
+        `hub.usecases.combine`.)"""
         return self._together([_Work(work)], anywhere)[0].outcome()
 
     def together_each(self, works: Sequence[Callable[[UnitOfWork], T]], *, anywhere: bool = False

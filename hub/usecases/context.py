@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -32,6 +33,9 @@ class Hub:
     # the event is stored as dispatched (the sweeper publishes it again if that publish never happens)
     on_accept: list[Callable[[str], None]] = field(default_factory=list)
     workflow: Workflow | None = None  # the status workflow; None: status is a plain owned field
+    # this process's threads' concurrent calls combined into one, by purpose (`hub.usecases.combine`); not
+    # carried over by dataclasses.replace (a hub with other settings combines its own)
+    combiners: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def engine(self) -> Engine:

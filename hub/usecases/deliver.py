@@ -1,6 +1,6 @@
-"""Deliver one delivery: claim it (one transaction), write through the connector (no transaction open),
-record the outcome (one transaction; both are shared with other threads' claims and outcomes, see
-`Store.together`). Returns what the caller (a Celery task) must schedule next.
+"""Deliver deliveries: claim them (one transaction), write through the connector (no transaction open),
+record the outcomes (one transaction; both are shared with other threads' claims and outcomes, see
+`hub.usecases.combine`). Returns what the caller (a Celery task) must schedule next.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import structlog
 from hub.core.errors import TickethubError
 from hub.core.ports import Connector, HttpAnswer, HttpWrite, HttpWriter, WriteRequest, WriteResult
 from hub.core.retry import classify
-from hub.store.deliveries import Claim
+from hub.store.deliveries import Claim, Finish
 from hub.usecases.alerting import channels_for
+from hub.usecases.combine import Combiner
 from hub.usecases.context import Hub, retry_policy
 
 log = structlog.get_logger("tickethub.delivery")
@@ -52,19 +53,17 @@ def deliver_many(hub: Hub, delivery_ids: Sequence[int], connector_for: Callable[
     """Several deliveries, each with its own claim, attempt and outcome, as if delivered one by one, but
     claimed together, sent together and recorded together.
 
-    Claims and outcomes each share a transaction (`Store.together_each`: one that fails is run again alone).
+    The claims of every thread of this process that claims at the same moment are one transaction, and so are
+    their outcomes (`hub.usecases.combine`); outcomes recorded together that fail are recorded again one by one.
     A write its connector can express as one HTTP request (`HttpWriter`) goes out on `sender`, the worker's
     event loop, all of them at once; the others are written by their connectors in this thread meanwhile.
     `worker`: the claiming process's identity (`hub.usecases.liveness`), so that its claims are taken back
     soon after it dies; without one a claim waits out its lease."""
     rng = rng or _JITTER
     started = hub.clock()
-    lease = timedelta(seconds=hub.settings.delivery.lease_seconds)
     ids = list(dict.fromkeys(delivery_ids))
     try:
-        # a batch is a transaction of its own on PostgreSQL (not combined with other threads' under one leader,
-        # which made one connection's round trips the limit: 194-222 deliveries/s against 241-242/s alone)
-        claims = hub.store.together(partial(_claim_many, hub, ids, started, lease, worker))
+        claims = dict(zip(ids, _claims(hub, worker)(ids), strict=True))
     except Exception as exc:  # noqa: BLE001 (not claimed (the database?): each tried again soon, none held)
         log.warning("deliveries not claimed", deliveries=len(ids), error=type(exc).__name__)
         return [DeliverOutcome("busy", 1.0 + rng.random()) for _ in delivery_ids]
@@ -81,8 +80,10 @@ def deliver_many(hub: Hub, delivery_ids: Sequence[int], connector_for: Callable[
             held.append((claim, exc))
 
     results = _write_all(held, sender)
-    finishing = [_Finishing(hub, claim, result, started, rng) for (claim, _), result in zip(held, results, strict=True)]
-    recorded = hub.store.together_each([f.record for f in finishing])
+    answered = hub.clock()  # the writes were in flight together: one time for all their answers
+    finishing = [_Finishing(hub, claim, result, started, answered, rng)
+                 for (claim, _), result in zip(held, results, strict=True)]
+    recorded = _outcomes(hub)(finishing) if finishing else []
     for finished, outcome in zip(finishing, recorded, strict=True):
         if isinstance(outcome, BaseException):  # written, but not recorded: its lease ends, then it is resent
             log.error("delivery outcome not recorded", ticket_id=finished.claim.ticket_id,
@@ -94,10 +95,98 @@ def deliver_many(hub: Hub, delivery_ids: Sequence[int], connector_for: Callable[
     return [outcomes[delivery_id] for delivery_id in delivery_ids]
 
 
-def _claim_many(hub: Hub, ids: list[int], started: datetime, lease: timedelta, worker: str | None,
+CLAIMS_TOGETHER = 64  # deliveries claimed in one transaction, at most (the claims of several threads)
+OUTCOMES_TOGETHER = 64  # outcomes recorded in one transaction, at most
+
+
+def _claims(hub: Hub, worker: str | None) -> Combiner[int, Claim | str]:
+    """This process's claims, combined (`claim_many` over the deliveries of every thread claiming meanwhile)."""
+    name = f"claims:{worker}"
+    found = hub.combiners.get(name)
+    if found is None:
+        lease = timedelta(seconds=hub.settings.delivery.lease_seconds)
+
+        def claim_all(ids: list[int]) -> list[Claim | str]:
+            claims = hub.store.together(partial(_claim_many, hub, ids, hub.clock(), lease, worker))
+            return [claims[i] for i in ids]
+
+        found = hub.combiners.setdefault(name, Combiner(claim_all, CLAIMS_TOGETHER, key=lambda i: i))
+    return found  # type: ignore[no-any-return]
+
+
+def _claim_many(hub: Hub, ids: list[int], now: datetime, lease: timedelta, worker: str | None,
                 uow: Any) -> dict[int, Claim | str]:
-    return uow.deliveries.claim_many(ids, started, lease, lambda system: max_in_flight(hub, system),
+    return uow.deliveries.claim_many(ids, now, lease, lambda system: max_in_flight(hub, system),
                                      worker)  # type: ignore[no-any-return]
+
+
+Recorded = tuple[str, float | None, list[int]]  # verdict (or late), latency, follow-up deliveries
+
+
+def _outcomes(hub: Hub) -> Combiner[_Finishing, Recorded | BaseException]:
+    """This process's outcomes, combined: recorded in one transaction; if it fails, each in one of its own, so
+    that one outcome's failure is its own."""
+    found = hub.combiners.get("outcomes")
+    if found is None:
+        def record_all(finishing: list[_Finishing]) -> list[Recorded | BaseException]:
+            try:
+                return hub.store.together(partial(_record, hub, finishing))  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 (rolled back: each again alone, for its own outcome)
+                if len(finishing) == 1:
+                    return [exc]
+            alone: list[Recorded | BaseException] = []
+            for one in finishing:
+                try:
+                    alone.extend(hub.store.together(partial(_record, hub, [one])))
+                except Exception as exc:  # noqa: BLE001 (this one's outcome)
+                    alone.append(exc)
+            return alone
+
+        found = hub.combiners.setdefault("outcomes", Combiner(record_all, OUTCOMES_TOGETHER))
+    return found  # type: ignore[no-any-return]
+
+
+def _record(hub: Hub, finishing: list[_Finishing], uow: Any) -> list[Recorded]:
+    """Record these outcomes in a few statements: each delivery moved to its verdict if its claim still holds
+    it (else the attempt is `late`: another attempt owns it), its attempt, what was written (so that the
+    system's report of it is an echo), the next delivery of the same ticket and system (fields that
+    waited meanwhile), an alert for a dead letter."""
+    finishes = [f.finish for f in finishing]
+    held = uow.deliveries.finish_many(finishes)
+    late = {f.claim.delivery_id for f in finishes} - held
+    uow.deliveries.record_attempts(finishes, late)
+    mine = [f for f in finishing if f.claim.delivery_id in held]
+    delivered = [f for f in mine if f.verdict == "delivered"]
+    uow.tickets.record_delivered_many([(f.claim.ticket_id, f.claim.system,
+                                        {name: field["value"] for name, field in f.claim.fields.items()}, f.now)
+                                       for f in delivered])
+    for f in delivered:
+        if f.result.local_id and f.result.local_id != f.claim.local_id:
+            # a new record, or one the write moved the ticket to (a courier's new waybill): linked too, so
+            # the system's notices about it find the ticket; the old link stays for its late notices
+            uow.tickets.link(f.claim.ticket_id, f.claim.system, f.result.local_id, f.now)
+    for f in mine:
+        if f.verdict == "dead":  # an operator should look (and replay once the system is fixed)
+            claim = f.claim
+            uow.alerts.raise_alert(f"delivery_dead:{claim.delivery_id}", "delivery_dead", f.now,
+                                   channels_for(hub, "delivery_dead"), ticket_id=claim.ticket_id, system=claim.system,
+                                   facts={"attempts": claim.attempt, "error": (f.result.error or "")[:500],
+                                          "delivery_id": claim.delivery_id})
+    done = [f for f in mine if f.verdict != "retry"]
+    follow_ups = uow.deliveries.schedule_many([(f.claim.ticket_id, f.claim.system) for f in done],
+                                              max((f.now for f in done), default=hub.clock()))
+    recorded: list[Recorded] = []
+    for f in finishing:
+        claim = f.claim
+        if claim.delivery_id in late:
+            recorded.append(("late", None, []))
+            continue
+        latency = None
+        if f.verdict == "delivered" and claim.first_accepted_at:
+            latency = (f.now - claim.first_accepted_at).total_seconds()
+        recorded.append((f.verdict, latency,
+                         [] if f.verdict == "retry" else follow_ups[(claim.ticket_id, claim.system)]))
+    return recorded
 
 
 def _write_all(held: list[tuple[Claim, Connector | TickethubError]], sender: Sender | None) -> list[WriteResult]:
@@ -132,9 +221,8 @@ class Sender(Protocol):
 class _Finishing:
     """One claim's write done: its verdict (retry with back-off, dead, delivered), recorded with the others."""
 
-    def __init__(self, hub: Hub, claim: Claim, result: WriteResult, started: datetime, rng: Random):
-        self.hub, self.claim, self.started = hub, claim, started
-        self.now = now = hub.clock()
+    def __init__(self, hub: Hub, claim: Claim, result: WriteResult, started: datetime, now: datetime, rng: Random):
+        self.claim, self.now = claim, now
         verdict = classify(result.status_code, result.permanent)
         policy = retry_policy(hub)
         wait = None
@@ -144,33 +232,9 @@ class _Finishing:
                 verdict = "dead"
                 result = replace(result, error=f"gave up after {claim.attempt} attempts: {result.error}")
         self.verdict, self.wait, self.result = verdict, wait, result
-        self.next_at = now + timedelta(seconds=wait) if wait is not None else None
-
-    def record(self, uow: Any) -> tuple[str, float | None, list[int]]:
-        claim, result, verdict, now, hub = self.claim, self.result, self.verdict, self.now, self.hub
-        if not uow.deliveries.finish(claim, verdict, now, result.status_code, result.error, self.next_at):
-            uow.deliveries.record_attempt(claim, self.started, now, "late", result.status_code, result.error,
-                                          result.retry_after)
-            return "late", None, []
-        uow.deliveries.record_attempt(claim, self.started, now, verdict, result.status_code, result.error,
-                                      result.retry_after)
-        latency = None
-        if verdict == "delivered":
-            uow.tickets.record_delivered(claim.ticket_id, claim.system,
-                                         {name: f["value"] for name, f in claim.fields.items()}, now)
-            if result.local_id and result.local_id != claim.local_id:
-                # a new record, or one the write moved the ticket to (a courier's new waybill): linked too,
-                # so the system's notices about it find the ticket; the old link stays for its late notices
-                uow.tickets.link(claim.ticket_id, claim.system, result.local_id, now)
-            accepted = claim.first_accepted_at
-            latency = (now - accepted).total_seconds() if accepted else None
-        if verdict == "dead":  # an operator should look (and replay once the system is fixed)
-            uow.alerts.raise_alert(f"delivery_dead:{claim.delivery_id}", "delivery_dead", now,
-                                   channels_for(hub, "delivery_dead"), ticket_id=claim.ticket_id, system=claim.system,
-                                   facts={"attempts": claim.attempt, "error": (result.error or "")[:500],
-                                          "delivery_id": claim.delivery_id})
-        follow_ups = [] if verdict == "retry" else uow.deliveries.schedule(claim.ticket_id, now, [claim.system])
-        return verdict, latency, follow_ups
+        next_at = now + timedelta(seconds=wait) if wait is not None else None
+        self.finish = Finish(claim, verdict, started, now, result.status_code, result.error, next_at,
+                             result.retry_after)
 
     def logged(self, recorded: str, latency: float | None, follow_ups: list[int]) -> DeliverOutcome:
         claim, result = self.claim, self.result

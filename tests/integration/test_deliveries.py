@@ -732,3 +732,59 @@ def test_a_batch_respects_the_per_system_limit_as_claims_one_by_one_would(hub: H
     assert kinds == ["delivered", "delivered", "busy", "busy"]
     assert sorted(held) == ["erp", "wms"]  # at most one write per system in flight at once
     assert len(erp.requests) == len(wms.requests) == 1
+
+
+def test_tasks_delivering_at_once_each_write_their_own_and_a_delivery_carried_twice_is_written_once(hub: Hub) -> None:
+    """Eight delivery tasks of one worker run at the same moment (threads), and a ninth carries one of their
+    deliveries again (the sweeper published it anew): their claims and their outcomes are recorded together, each
+    task learns its own outcomes, and every write goes out exactly once."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hub.usecases.deliver import deliver_many
+
+    tickets = [new_case(hub, f"CASE-{n}", name=f"Ada {n}").ticket_id for n in range(8)]
+    batches = [[delivery_to(hub, t, "erp")["id"], delivery_to(hub, t, "wms")["id"]] for t in tickets]
+    batches.append([batches[0][0]])
+    erp, wms = FakeSystem("erp"), FakeSystem("wms")
+    together = threading.Barrier(len(batches))
+
+    def task(ids: list[int]) -> list[str]:
+        together.wait(5)
+        return [o.kind for o in deliver_many(hub, ids, systems(erp, wms), Random(0))]
+
+    with ThreadPoolExecutor(len(batches)) as pool:
+        kinds = list(pool.map(task, batches))
+    assert kinds[1:-1] == [["delivered", "delivered"]] * 7
+    assert kinds[0][1] == "delivered"
+    twice = sorted([kinds[0][0], kinds[-1][0]])  # one task wrote it; the other found it taken or done
+    assert twice[0] == "delivered" and twice[1] in ("gone", "in_flight")
+    assert sorted(r.ticket_id for r in erp.requests) == sorted(tickets)
+    assert sorted(r.ticket_id for r in wms.requests) == sorted(tickets)
+    for ids in batches[:-1]:
+        for delivery_id in ids:
+            assert reload(hub, delivery_id)["state"] == "delivered"
+            assert [a["outcome"] for a in attempts(hub, delivery_id)] == ["delivered"]
+
+
+def test_an_outcome_that_cannot_be_recorded_is_its_own_failure_the_others_of_its_batch_are_recorded(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ERP answers with a record id the hub cannot link (the database refuses), the WMS write of the same
+    batch succeeds: the WMS delivery is recorded delivered, the ERP one stays in flight unrecorded (its lease
+    ends and it goes out again), with no attempt half-written."""
+    from hub.store.tickets import TicketRepository
+    from hub.usecases.deliver import deliver_many
+
+    ticket_id = new_case(hub).ticket_id
+    erp_id, wms_id = delivery_to(hub, ticket_id, "erp")["id"], delivery_to(hub, ticket_id, "wms")["id"]
+
+    def refuse(self: TicketRepository, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("cannot link")
+
+    monkeypatch.setattr(TicketRepository, "link", refuse)
+    erp, wms = FakeSystem("erp", ok("SO-77")), FakeSystem("wms")
+    kinds = [o.kind for o in deliver_many(hub, [erp_id, wms_id], systems(erp, wms), Random(0))]
+    assert kinds == ["unrecorded", "delivered"]
+    assert reload(hub, wms_id)["state"] == "delivered" and [a["outcome"] for a in attempts(hub, wms_id)] == [
+        "delivered"]
+    assert reload(hub, erp_id)["state"] == "in_flight" and attempts(hub, erp_id) == []

@@ -1,0 +1,116 @@
+"""Concurrent calls combined (hub.usecases.combine): each caller gets exactly its own results, calls that arrive
+while one runs go through one run together, conflicting items never share a run, and a failed run fails only
+the calls it was running."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from hub.usecases.combine import Combiner
+
+
+class Recorder:
+    def __init__(self, gate: threading.Event | None = None, fail_on: int | None = None):
+        self.runs: list[list[int]] = []
+        self.gate, self.fail_on = gate, fail_on
+        self.first_started = threading.Event()
+
+    def __call__(self, items: list[int]) -> list[str]:
+        self.runs.append(list(items))
+        self.first_started.set()
+        if self.gate is not None and len(self.runs) == 1:
+            self.gate.wait(5)
+        if self.fail_on is not None and self.fail_on in items:
+            raise RuntimeError(f"cannot {self.fail_on}")
+        return [f"done {i}" for i in items]
+
+
+def test_a_lone_call_runs_its_items_and_gets_their_results() -> None:
+    run = Recorder()
+    assert Combiner(run, most=10)([3, 1, 2]) == ["done 3", "done 1", "done 2"]
+    assert run.runs == [[3, 1, 2]]
+
+
+def test_calls_waiting_behind_a_run_go_through_the_next_run_together_each_with_its_own_results() -> None:
+    gate = threading.Event()
+    run = Recorder(gate)
+    combined = Combiner(run, most=100)
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(combined, [0])
+        assert run.first_started.wait(5)
+        later = [pool.submit(combined, [10 * n + 1, 10 * n + 2]) for n in range(1, 6)]
+        while len(combined._waiting) < 5:  # every later call is queued behind the first run
+            threading.Event().wait(0.001)
+        gate.set()
+        assert first.result(5) == ["done 0"]
+        for n, future in enumerate(later, start=1):
+            assert future.result(5) == [f"done {10 * n + 1}", f"done {10 * n + 2}"]
+    assert len(run.runs) == 2
+    assert sorted(run.runs[1]) == sorted(i for n in range(1, 6) for i in (10 * n + 1, 10 * n + 2))
+
+
+def test_a_run_takes_at_most_most_items_but_never_splits_a_call() -> None:
+    gate = threading.Event()
+    run = Recorder(gate)
+    combined = Combiner(run, most=4)
+    with ThreadPoolExecutor(4) as pool:
+        pool.submit(combined, [0])
+        assert run.first_started.wait(5)
+        futures = [pool.submit(combined, [n, n + 100, n + 200]) for n in range(1, 4)]
+        while len(combined._waiting) < 3:
+            threading.Event().wait(0.001)
+        gate.set()
+        for n, future in enumerate(futures, start=1):
+            assert future.result(5) == [f"done {n}", f"done {n + 100}", f"done {n + 200}"]
+    assert [len(r) for r in run.runs] == [1, 3, 3, 3]
+
+
+def test_items_with_the_same_key_never_share_a_run() -> None:
+    gate = threading.Event()
+    run = Recorder(gate)
+    combined = Combiner(run, most=100, key=lambda i: i)
+    with ThreadPoolExecutor(4) as pool:
+        pool.submit(combined, [0])
+        assert run.first_started.wait(5)
+        a = pool.submit(combined, [7, 8])
+        while len(combined._waiting) < 1:
+            threading.Event().wait(0.001)
+        b = pool.submit(combined, [8, 9])  # delivery 8 twice: the second waits for the next run
+        while len(combined._waiting) < 2:
+            threading.Event().wait(0.001)
+        gate.set()
+        assert a.result(5) == ["done 7", "done 8"]
+        assert b.result(5) == ["done 8", "done 9"]
+    assert run.runs[1:] == [[7, 8], [8, 9]]
+
+
+def test_a_failed_run_fails_the_calls_it_ran_and_not_the_next_ones() -> None:
+    gate = threading.Event()
+    run = Recorder(gate, fail_on=5)
+    combined = Combiner(run, most=2)
+    with ThreadPoolExecutor(4) as pool:
+        pool.submit(combined, [0])
+        assert run.first_started.wait(5)
+        bad = pool.submit(combined, [4, 5])
+        while len(combined._waiting) < 1:
+            threading.Event().wait(0.001)
+        good = pool.submit(combined, [6])
+        while len(combined._waiting) < 2:
+            threading.Event().wait(0.001)
+        gate.set()
+        with pytest.raises(RuntimeError, match="cannot 5"):
+            bad.result(5)
+        assert good.result(5) == ["done 6"]
+
+
+def test_many_threads_calling_at_once_each_get_exactly_their_own_results() -> None:
+    run = Recorder()
+    combined = Combiner(run, most=16)
+    with ThreadPoolExecutor(16) as pool:
+        futures = {n: pool.submit(combined, [n, n + 1000]) for n in range(400)}
+        for n, future in futures.items():
+            assert future.result(10) == [f"done {n}", f"done {n + 1000}"]
+    assert sorted(i for r in run.runs for i in r) == sorted(i for n in range(400) for i in (n, n + 1000))
