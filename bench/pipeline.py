@@ -10,12 +10,14 @@ generic systems subscribe, so every event opens a ticket and owes five deliverie
   by uvicorn the same way); server CPU per webhook, and the API once more with `--no-relay`. Then
   500/s on a fixed schedule: acknowledgement p50/p99.
 - intake -> dispatch: the 202 (client clock) to `inbox_events.processed_at` (stamped by process_event).
-- end-to-end: 10/s, then 100/s, five receivers answering after 200 ms; per event, its acceptance
-  (`deliveries.first_accepted_at`) to the last of its five `delivered_at`.
+- end-to-end: 10/s for 10 s, then 100/s for 60 s, five receivers answering after 200 ms; per event, its
+  acceptance (`deliveries.first_accepted_at`) to the last of its five `delivered_at`, the first and last
+  thirds' p99 (a backlog that grows shows in the last), and where a delivery's time went; then bare raw-asyncio
+  and aiohttp clients post the same kind of signed bodies to the same receivers at the hub's offered rate.
 - pipeline: the events worker drains the backlog the intake left (`processed_at` span), against the
   same number of no-op Celery tasks drained with the same transport and worker options.
 
-    python bench/pipeline.py [--quick] [--only embedded|team] [--pg ADMIN_URL] [--amqp URL]
+    python bench/pipeline.py [--quick] [--only embedded|team] [--only-end-to-end] [--pg ADMIN_URL] [--amqp URL]
 
 Results go to stdout, progress to stderr. Loads are bounded in count and time and go to 127.0.0.1 only;
 every process, database and virtual host started here is removed on exit, Ctrl-C or error. Team mode

@@ -22,7 +22,7 @@ class Combiner(Generic[T, R]):
     """`combiner(items)` returns `run(items)`, but the items of calls from other threads that are waiting meanwhile
     go through the same `run` (up to `most` items per run; a call's items are never split). `key`: items that must
     not be in one run together (the same delivery claimed twice) wait for the next one. If `run` raises, every
-    call it was running raises that."""
+    call it was running raises that (even a KeyboardInterrupt: no call is left waiting for a run that ended)."""
 
     def __init__(self, run: Callable[[list[T]], Sequence[R]], most: int,
                  key: Callable[[T], Hashable] | None = None):
@@ -73,7 +73,7 @@ class Combiner(Generic[T, R]):
         items = [item for call in taken for item in call.items]
         try:
             results = list(self._run(items))
-        except Exception as exc:  # noqa: BLE001 (handed to each call it was running)
+        except BaseException as exc:  # noqa: BLE001 (handed to each call it was running, none left waiting)
             for call in taken:
                 call.error = exc
         else:

@@ -114,3 +114,30 @@ def test_many_threads_calling_at_once_each_get_exactly_their_own_results() -> No
         for n, future in futures.items():
             assert future.result(10) == [f"done {n}", f"done {n + 1000}"]
     assert sorted(i for r in run.runs for i in r) == sorted(i for n in range(400) for i in (n, n + 1000))
+
+
+class Shutdown(BaseException):
+    """What a worker's shutdown raises in a thread (not an Exception)."""
+
+
+def test_a_run_cut_short_by_shutdown_raises_in_every_call_it_ran_and_leaves_none_waiting() -> None:
+    gate, started = threading.Event(), threading.Event()
+
+    def run(items: list[int]) -> list[str]:
+        if items == [0]:
+            started.set()
+            gate.wait(5)
+            return ["done 0"]
+        raise Shutdown
+
+    combined: Combiner[int, str] = Combiner(run, most=10)
+    with ThreadPoolExecutor(3) as pool:
+        pool.submit(combined, [0])
+        assert started.wait(5)
+        a, b = pool.submit(combined, [1]), pool.submit(combined, [2])
+        while len(combined._waiting) < 2:
+            threading.Event().wait(0.001)
+        gate.set()
+        for future in (a, b):
+            with pytest.raises(Shutdown):
+                future.result(5)
