@@ -4,7 +4,6 @@ the repositories (tickets, inbox, deliveries, polls) on its connection; and grou
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -13,6 +12,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, Engine, text
 
 from hub.store.alerts import AlertRepository
+from hub.store.combine import Combiner
 from hub.store.deliveries import DeliveryRepository
 from hub.store.dialect import commit_without_flush_wait
 from hub.store.engine import SqliteWriteLock, retrying
@@ -35,17 +35,17 @@ class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._writer = SqliteWriteLock(engine.url.database) if engine.dialect.name == "sqlite" else None
-        self._waiting: list[_Work[Any]] = []  # together(): work of this process's threads, not yet run
-        self._waiting_lock = threading.Lock()
-        self._leader = threading.Lock()
+        # together(): the work of this process's threads, run by one of them at a time
+        self._combined: Combiner[_Work[Any], _Work[Any]] = Combiner(self._run_together, TOGETHER_MAX)
 
     def together(self, work: Callable[[UnitOfWork], T], *, anywhere: bool = False) -> T:
         """Run `work` in a transaction and commit it; return what it returned, or raise what it raised
         (then nothing it did is kept). `work` must not commit.
 
-        On SQLite the work that threads of this process have waiting runs in one transaction (group commit):
-        one thread at a time leads, running what is waiting (up to TOGETHER_MAX, and for TOGETHER_SECONDS of
-        the write lock at most) while the others sleep until theirs is done or the lead is handed to them.
+        On SQLite the work that threads of this process have waiting runs in one transaction (group commit,
+        `hub.store.combine`): one thread at a time leads, running what is waiting (up to TOGETHER_MAX works, and
+        for TOGETHER_SECONDS of the write lock at most) while the others sleep until theirs is done or the lead
+        is handed to them.
         The deliveries worker's 128 threads each took the write lock twice per write, and queueing for it,
         taking it and committing cost more than the statements (bench/pipeline.py, end to end at 100/s: the
         lock busy ~77% of the time for ~240 writes a second); the API's threads storing webhooks likewise
@@ -59,8 +59,8 @@ class Store:
         (unique keys). A deadlock that still happens (the same webhook IDs crossed at two API processes) is
         broken by PostgreSQL, and the works of the transaction it aborts run again alone. (Deliveries used to be
         combined here too, each work's statements one after another; now the deliveries worker's threads hand
-        their claims, and their outcomes, to one call that does them all in a few statements:
-        `hub.usecases.combine`.)"""
+        their claims, and their outcomes, to one run that does them all in a few statements:
+        `hub.usecases.deliver`.)"""
         return self._together([_Work(work)], anywhere)[0].outcome()
 
     def together_each(self, works: Sequence[Callable[[UnitOfWork], T]], *, anywhere: bool = False
@@ -75,24 +75,7 @@ class Store:
             for item in mine:
                 self._run_alone(item)
             return mine
-        with self._waiting_lock:
-            self._waiting.extend(mine)  # together, in order: a batch cut short goes back to the head in order
-        while (pending := next((item for item in mine if not item.done), None)) is not None:
-            if not self._leader.acquire(blocking=False):
-                pending.wake.wait()  # until the leader has run it, or hands this thread the lead
-                pending.wake.clear()
-                continue
-            try:
-                with self._waiting_lock:
-                    batch, self._waiting = self._waiting[:TOGETHER_MAX], self._waiting[TOGETHER_MAX:]
-                self._run_together(batch)
-            finally:
-                self._leader.release()
-                with self._waiting_lock:
-                    following = self._waiting[0] if self._waiting else None
-                if following is not None:  # it arrived while this batch ran: it leads the next one
-                    following.wake.set()
-        return mine
+        return self._combined(mine)  # type: ignore[return-value]
 
     def _run_alone(self, item: _Work[Any]) -> None:
         """Run one work in a transaction of its own; one that PostgreSQL aborted to break a deadlock runs
@@ -108,9 +91,9 @@ class Store:
         except Exception as exc:  # noqa: BLE001 (handed to the thread whose work it is)
             item.error = exc
 
-    def _run_together(self, batch: list[_Work[Any]]) -> None:
-        """Run `batch` in one transaction, stopping early once it has held the write lock TOGETHER_SECONDS:
-        what is left goes back to the head of the queue."""
+    def _run_together(self, batch: list[_Work[Any]]) -> list[_Work[Any]]:
+        """Run `batch` in one transaction, stopping early once it has held the write lock TOGETHER_SECONDS;
+        the works it ran (what is left goes back to the head of the queue)."""
         ran = batch
         try:
             with self.unit_of_work() as uow:
@@ -118,8 +101,6 @@ class Store:
                 for position, item in enumerate(batch):
                     if position and time.perf_counter() > deadline:
                         ran = batch[:position]
-                        with self._waiting_lock:
-                            self._waiting[:0] = batch[position:]
                         break
                     item.result = item.work(uow)
                 uow.commit()
@@ -129,9 +110,7 @@ class Store:
             else:
                 for item in ran:
                     self._run_alone(item)
-        for item in ran:
-            item.done = True
-            item.wake.set()
+        return ran
 
     def ping(self) -> None:
         """Raise if the database does not answer (readiness)."""
@@ -156,7 +135,7 @@ TOGETHER_SECONDS = 0.005  # ... and no more once it has held the write lock this
 
 class _Work(Generic[T]):
     def __init__(self, work: Callable[[UnitOfWork], T]):
-        self.work, self.done, self.wake = work, False, threading.Event()
+        self.work = work
         self.result: T | None = None
         self.error: BaseException | None = None
 

@@ -1,6 +1,6 @@
 """Deliver deliveries: claim them (one transaction), write through the connector (no transaction open),
 record the outcomes (one transaction; both are shared with other threads' claims and outcomes, see
-`hub.usecases.combine`). Returns what the caller (a Celery task) must schedule next.
+`hub.store.combine`). Returns what the caller (a Celery task) must schedule next.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import structlog
 from hub.core.errors import TickethubError
 from hub.core.ports import Connector, HttpAnswer, HttpWrite, HttpWriter, WriteRequest, WriteResult
 from hub.core.retry import classify
+from hub.store.combine import Combiner
 from hub.store.deliveries import Claim, Finish
 from hub.usecases.alerting import channels_for
-from hub.usecases.combine import Combiner
 from hub.usecases.context import Hub, retry_policy
 
 log = structlog.get_logger("tickethub.delivery")
@@ -54,7 +54,7 @@ def deliver_many(hub: Hub, delivery_ids: Sequence[int], connector_for: Callable[
     claimed together, sent together and recorded together.
 
     The claims of every thread of this process that claims at the same moment are one transaction, and so are
-    their outcomes (`hub.usecases.combine`); outcomes recorded together that fail are recorded again one by one.
+    their outcomes (`hub.store.combine`); outcomes recorded together that fail are recorded again one by one.
     A write its connector can express as one HTTP request (`HttpWriter`) goes out on `sender`, the worker's
     event loop, all of them at once; the others are written by their connectors in this thread meanwhile.
     `worker`: the claiming process's identity (`hub.usecases.liveness`), so that its claims are taken back

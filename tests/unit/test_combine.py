@@ -1,4 +1,4 @@
-"""Concurrent calls combined (hub.usecases.combine): each caller gets exactly its own results, calls that arrive
+"""Concurrent calls combined (hub.store.combine): each caller gets exactly its own results, calls that arrive
 while one runs go through one run together, conflicting items never share a run, and a failed run fails only
 the calls it was running."""
 
@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from hub.usecases.combine import Combiner
+from hub.store.combine import Combiner
 
 
 class Recorder:
@@ -141,3 +141,33 @@ def test_a_run_cut_short_by_shutdown_raises_in_every_call_it_ran_and_leaves_none
         for future in (a, b):
             with pytest.raises(Shutdown):
                 future.result(5)
+
+
+def test_a_run_that_stops_short_leaves_the_rest_first_in_line_and_every_call_gets_all_its_results() -> None:
+    """The store's group commit stops a transaction once it has held the write lock long enough: the works it
+    did not reach run next, before any that came later."""
+    gate = threading.Event()
+    runs: list[list[int]] = []
+    started = threading.Event()
+
+    def run(items: list[int]) -> list[str]:
+        runs.append(list(items))
+        if items == [0]:
+            started.set()
+            gate.wait(5)
+        return [f"done {i}" for i in items[:2]]  # two at most: the rest waits for the next run
+
+    combined: Combiner[int, str] = Combiner(run, most=100)
+    with ThreadPoolExecutor(3) as pool:
+        pool.submit(combined, [0])
+        assert started.wait(5)
+        a = pool.submit(combined, [1, 2, 3])
+        while len(combined._waiting) < 1:
+            threading.Event().wait(0.001)
+        b = pool.submit(combined, [4, 5])
+        while len(combined._waiting) < 2:
+            threading.Event().wait(0.001)
+        gate.set()
+        assert a.result(5) == ["done 1", "done 2", "done 3"]
+        assert b.result(5) == ["done 4", "done 5"]
+    assert runs == [[0], [1, 2, 3, 4, 5], [3, 4, 5], [5]]
