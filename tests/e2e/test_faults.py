@@ -206,3 +206,32 @@ def test_a_worker_killed_mid_batch_resends_every_write_of_the_batch_and_marks_no
         assert len(bodies) == 2 and bodies[0] == bodies[1], system
         detail = hub.get(f"/deliveries/{bodies[0]['delivery_id']}").json()
         assert detail["state"] == "delivered" and detail["attempts"] == 2
+
+
+def test_a_worker_killed_with_several_tasks_in_flight_resends_each_write_and_marks_none_delivered_wrongly(
+        hub_factory, receivers) -> None:
+    """Three events' writes to the ERP and the WMS, three tasks whose claims (and outcomes) the worker shares
+    among its threads, all in flight when the worker is SIGKILLed: none is marked delivered before the kill;
+    after the restart each of the six lands with the content of its first attempt, delivered once on the record."""
+    hub: HubProcesses = hub_factory()
+    receivers["erp"].script = [(200, 4.0)]
+    receivers["wms"].script = [(200, 4.0)]
+    hub.start()
+    for n in (1, 2, 3):
+        hub.send(f"evt-{n}", crm_case(f"CASE-{n}", 0, contact={"name": f"Ada {n}", "phone": f"+44 6666 666{n}"}))
+    wait_until(lambda: len(receivers["erp"].bodies()) == 3 and len(receivers["wms"].bodies()) == 3,
+               what="six writes in flight")
+    hub.kill("worker")
+    assert [d["state"] for d in hub.deliveries()] == ["in_flight"] * 6  # nothing recorded as delivered
+    hub.start("worker")
+
+    wait_until(lambda: len(_delivered_tickets(hub, "erp")) == 3 and len(_delivered_tickets(hub, "wms")) == 3,
+               timeout=60, what="the six writes to land after the kill")
+    for system in ("erp", "wms"):
+        sent: dict[int, list[dict[str, object]]] = {}
+        for body in receivers[system].bodies():
+            sent.setdefault(int(body["delivery_id"]), []).append(body)
+        assert len(sent) == 3 and all(len(b) == 2 and b[0] == b[1] for b in sent.values()), system
+        for delivery_id in sent:
+            detail = hub.get(f"/deliveries/{delivery_id}").json()
+            assert detail["state"] == "delivered" and detail["attempts"] == 2
