@@ -95,11 +95,12 @@ def _replace_statement(dialect: str, table_name: str) -> Any:
 
 @cache
 def _allocate_statement(dialect: str) -> Any:
-    """Upsert that increments the (day, code) counter and returns it; built once per dialect."""
+    """Upsert that moves the (day, code) counter on by q_count and returns it; built once per dialect."""
     stmt = insert_for(dialect, id_sequences).values(day=bindparam("q_day"), business_code=bindparam("q_code"),
-                                                    last_value=1)
+                                                    last_value=bindparam("q_count"))
     return stmt.on_conflict_do_update(
-        index_elements=["day", "business_code"], set_={"last_value": id_sequences.c.last_value + 1},
+        index_elements=["day", "business_code"],
+        set_={"last_value": id_sequences.c.last_value + stmt.excluded.last_value},
     ).returning(id_sequences.c.last_value)
 
 
@@ -127,9 +128,13 @@ class TicketRepository:
 
     def allocate_ticket_id(self, day: date, code: str) -> str:
         """The next ID for (day, code), atomically: an upsert that increments and returns the counter."""
-        sequence = self.conn.execute(_allocate_statement(self.conn.dialect.name),
-                                     {"q_day": f"{day:%Y%m%d}", "q_code": code}).scalar_one()
-        return format_ticket_id(day, code, sequence)
+        return self.allocate_ticket_ids(day, code, 1)[0]
+
+    def allocate_ticket_ids(self, day: date, code: str, count: int) -> list[str]:
+        """The next `count` IDs for (day, code), in order, atomically: one upsert moves the counter on by `count`."""
+        last = self.conn.execute(_allocate_statement(self.conn.dialect.name),
+                                 {"q_day": f"{day:%Y%m%d}", "q_code": code, "q_count": count}).scalar_one()
+        return [format_ticket_id(day, code, n) for n in range(last - count + 1, last + 1)]
 
     def find_by_xref(self, system: str, local_id: str) -> str | None:
         return self.conn.execute(_FIND_XREF, {"system": system, "local_id": local_id}).scalar_one_or_none()

@@ -33,9 +33,9 @@ class Hub:
     # the event is stored as dispatched (the sweeper publishes it again if that publish never happens)
     on_accept: list[Callable[[str], None]] = field(default_factory=list)
     workflow: Workflow | None = None  # the status workflow; None: status is a plain owned field
-    # this process's threads' concurrent calls combined into one, by purpose (`hub.store.combine`); not
-    # carried over by dataclasses.replace (a hub with other settings combines its own)
-    combiners: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # what this process's threads share, by name: combiners of their concurrent calls (`hub.store.combine`), the
+    # ticket IDs reserved for it (`hub.usecases.ticket_ids`); not carried over by dataclasses.replace
+    per_process: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def engine(self) -> Engine:

@@ -101,8 +101,8 @@ OUTCOMES_TOGETHER = 64  # outcomes recorded in one transaction, at most
 
 def _combiner(hub: Hub, name: str, make: Callable[[], Combiner[Any, Any]]) -> Combiner[Any, Any]:
     """The process's combiner for `name`, made on first use."""
-    found = hub.combiners.get(name)
-    return found if found is not None else hub.combiners.setdefault(name, make())  # type: ignore[no-any-return]
+    found = hub.per_process.get(name)
+    return found if found is not None else hub.per_process.setdefault(name, make())  # type: ignore[no-any-return]
 
 
 def _claims(hub: Hub, worker: str | None) -> Combiner[int, Claim | str]:

@@ -27,6 +27,7 @@ from hub.store.engine import retrying
 from hub.store.unit_of_work import UnitOfWork
 from hub.usecases.alerting import raise_refusals
 from hub.usecases.context import Hub
+from hub.usecases.ticket_ids import IdBlocks
 
 log = structlog.get_logger("tickethub.services")
 
@@ -71,8 +72,8 @@ def process_event(hub: Hub, event_id: str, connector_for: Callable[[str], Connec
 
     A notice that carries its record (generic systems) is parsed inside the first transaction. On SQLite,
     where one transaction writes at a time anyway, that transaction then applies it too; on PostgreSQL new
-    ticket IDs are reserved and committed first (see `_reserve_ids`), then a second one applies. A notice
-    that only names what changed is read from its system (HTTP) with no transaction open."""
+    ticket IDs are taken from the process's reserved block first (see `_reserve_ids`), then a second one
+    applies. A notice that only names what changed is read from its system (HTTP) with no transaction open."""
     with hub.store.unit_of_work() as uow:
         event = uow.inbox.get(event_id)
         if event is None:
@@ -85,16 +86,12 @@ def process_event(hub: Hub, event_id: str, connector_for: Callable[[str], Connec
                 processed = _apply_event(hub, uow, event, records, {})
                 return _logged(processed, event["system"])
             new_ids = {} if isinstance(records, Exception) else _reserve_ids(hub, uow, records, event["received_at"])
-            if new_ids:
-                uow.commit_before_use()
     if _needs_read(hub, event["system"], connector_for):
         records = _records_or_error(hub, event, connector_for)
         new_ids = {}
         if not isinstance(records, Exception):
             with hub.store.unit_of_work() as uow:
                 new_ids = _reserve_ids(hub, uow, records, event["received_at"])
-                if new_ids:
-                    uow.commit_before_use()
     if _asks_fresh(hub, records, connector_for):
         assert connector_for is not None and not isinstance(records, Exception)
         records = _with_fresh_evidence(hub, records, connector_for)
@@ -335,17 +332,28 @@ def _ingest(hub: Hub, uow: Any, record: SourceRecord, event_id: str, received_at
 
 def _reserve_ids(hub: Hub, uow: Any, records: list[SourceRecord], received_at: datetime
                  ) -> dict[tuple[str, str], str]:
-    """Global IDs for records that may open a ticket, taken in a short transaction of their own (the
-    caller commits it at once): the day's counter row stays locked only for that moment, not for the
-    whole apply (which serialised every new ticket on PostgreSQL). An ID not used after all (another
-    worker linked the record first) is skipped, never reused."""
+    """Global IDs for records that may open a ticket, reserved before the apply's transaction: on PostgreSQL
+    from this process's block (`hub.usecases.ticket_ids`), so that the day's counter row is not written, and
+    held, in every new ticket's apply (which serialised every new ticket); on SQLite one by one in `uow`,
+    committed here. An ID not used after all (another worker linked the record first) is skipped, never
+    reused."""
     wanted = [(r.system, r.local_id) for r in records
               if r.system in hub.settings.systems and hub.settings.systems[r.system].origin]
+    day, code = received_at.date(), hub.settings.hub.business_code
     reserved: dict[tuple[str, str], str] = {}
     for key in dict.fromkeys(wanted):
         if uow.tickets.find_by_xref(*key) is None:
-            reserved[key] = uow.tickets.allocate_ticket_id(received_at.date(), hub.settings.hub.business_code)
+            reserved[key] = (_id_blocks(hub).take(day, code) if hub.engine.dialect.name == "postgresql"
+                             else uow.tickets.allocate_ticket_id(day, code))
+    if reserved and hub.engine.dialect.name != "postgresql":
+        uow.commit_before_use()
     return reserved
+
+
+def _id_blocks(hub: Hub) -> IdBlocks:
+    found = hub.per_process.get("ticket_ids")
+    return found if found is not None else hub.per_process.setdefault(  # type: ignore[no-any-return]
+        "ticket_ids", IdBlocks(hub.store))
 
 
 def _holds_what_the_hub_writes(field_mapping: FieldMapping, system: str, current: FieldValue | None, raw: Any) -> bool:

@@ -1,0 +1,90 @@
+"""New tickets' global IDs as the events workers assign them: on PostgreSQL from a block of the day's counter
+reserved per process (the counter's row is not written in every new ticket's apply), on SQLite one by one in
+the apply's own transaction (gap-free, in order). Never the same ID twice, on either."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, select
+
+from hub.bootstrap import Hub, bootstrap
+from hub.config import load_settings
+from hub.store.tables import id_sequences
+from hub.usecases.ingest import accept_event
+from hub.usecases.process import process_event
+from hub.usecases.ticket_ids import ID_BLOCK
+from tests.conftest import Clock
+
+T0 = datetime(2026, 2, 13, 9, 0, tzinfo=UTC)
+
+
+def open_case(hub: Hub, local_id: str) -> str:
+    payload = {"local_id": local_id, "modified_at": T0.isoformat(), "author": "agent@example.com",
+               "fields": {"contact": {"name": f"Ada {local_id}"}}}
+    event_id, _ = accept_event(hub, "crm", f"open-{local_id}", payload)
+    result = process_event(hub, event_id)
+    assert result.state == "processed" and result.created and result.ticket_id
+    return result.ticket_id
+
+
+def number(ticket_id: str) -> int:
+    return int(ticket_id.rsplit("-", 1)[1])
+
+
+def counter(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(id_sequences.c.last_value)).scalar_one())
+
+
+def two_processes(engine: Engine, clock: Clock) -> list[Hub]:
+    """Two events workers' worth of hub (each its own reserved IDs) on one database."""
+    return [bootstrap(load_settings(None, environ={}), engine=engine, clock=clock) for _ in range(2)]
+
+
+def test_two_workers_taking_turns_each_number_from_their_own_block_on_postgresql_or_in_turn_on_sqlite(
+        engine: Engine, clock: Clock) -> None:
+    first, second = two_processes(engine, clock)
+    ids = [open_case(hub, f"CASE-{n}") for n, hub in enumerate((first, second, first, second, first))]
+    assert all(i.startswith("20260213-SVC-") for i in ids)
+    if engine.dialect.name == "postgresql":
+        assert [number(i) for i in ids] == [1, ID_BLOCK + 1, 2, ID_BLOCK + 2, 3]
+        assert counter(engine) == 2 * ID_BLOCK  # two reservations, not five writes of the row
+    else:
+        assert [number(i) for i in ids] == [1, 2, 3, 4, 5]
+        assert counter(engine) == 5
+
+
+def test_two_workers_opening_tickets_at_once_never_hand_out_the_same_id(engine: Engine, clock: Clock) -> None:
+    """Two processes of four threads each open 80 tickets at the same moment."""
+    hubs = two_processes(engine, clock)
+    found: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def work(hub: Hub, thread: int) -> None:
+        try:
+            start.wait(10)
+            for n in range(10):
+                ticket_id = open_case(hub, f"CASE-{id(hub)}-{thread}-{n}")
+                with lock:
+                    found.append(ticket_id)
+        except BaseException as exc:  # noqa: BLE001 (reported by the test)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(hub, t)) for hub in hubs for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(found) == len(set(found)) == 80
+    numbers, last = sorted(number(i) for i in found), counter(engine)
+    assert numbers[-1] <= last
+    if engine.dialect.name == "postgresql":
+        assert last % ID_BLOCK == 0 and last < 80 + 8 * ID_BLOCK  # whole blocks; at most a block a thread unused
+    else:
+        assert numbers == list(range(1, 81)) and last == 80
+
