@@ -12,6 +12,12 @@ import pytest
 from hub.store.combine import Combiner
 
 
+def queued(combined: Combiner[int, str], calls: int) -> None:
+    """Wait until `calls` calls stand queued behind the run in progress."""
+    while len(combined._waiting) < calls:
+        threading.Event().wait(0.001)
+
+
 class Recorder:
     def __init__(self, gate: threading.Event | None = None, fail_on: int | None = None):
         self.runs: list[list[int]] = []
@@ -42,8 +48,7 @@ def test_calls_waiting_behind_a_run_go_through_the_next_run_together_each_with_i
         first = pool.submit(combined, [0])
         assert run.first_started.wait(5)
         later = [pool.submit(combined, [10 * n + 1, 10 * n + 2]) for n in range(1, 6)]
-        while len(combined._waiting) < 5:  # every later call is queued behind the first run
-            threading.Event().wait(0.001)
+        queued(combined, 5)
         gate.set()
         assert first.result(5) == ["done 0"]
         for n, future in enumerate(later, start=1):
@@ -60,8 +65,7 @@ def test_a_run_takes_at_most_most_items_but_never_splits_a_call() -> None:
         pool.submit(combined, [0])
         assert run.first_started.wait(5)
         futures = [pool.submit(combined, [n, n + 100, n + 200]) for n in range(1, 4)]
-        while len(combined._waiting) < 3:
-            threading.Event().wait(0.001)
+        queued(combined, 3)
         gate.set()
         for n, future in enumerate(futures, start=1):
             assert future.result(5) == [f"done {n}", f"done {n + 100}", f"done {n + 200}"]
@@ -76,11 +80,9 @@ def test_items_with_the_same_key_never_share_a_run() -> None:
         pool.submit(combined, [0])
         assert run.first_started.wait(5)
         a = pool.submit(combined, [7, 8])
-        while len(combined._waiting) < 1:
-            threading.Event().wait(0.001)
+        queued(combined, 1)
         b = pool.submit(combined, [8, 9])  # delivery 8 twice: the second waits for the next run
-        while len(combined._waiting) < 2:
-            threading.Event().wait(0.001)
+        queued(combined, 2)
         gate.set()
         assert a.result(5) == ["done 7", "done 8"]
         assert b.result(5) == ["done 8", "done 9"]
@@ -95,11 +97,9 @@ def test_a_failed_run_fails_the_calls_it_ran_and_not_the_next_ones() -> None:
         pool.submit(combined, [0])
         assert run.first_started.wait(5)
         bad = pool.submit(combined, [4, 5])
-        while len(combined._waiting) < 1:
-            threading.Event().wait(0.001)
+        queued(combined, 1)
         good = pool.submit(combined, [6])
-        while len(combined._waiting) < 2:
-            threading.Event().wait(0.001)
+        queued(combined, 2)
         gate.set()
         with pytest.raises(RuntimeError, match="cannot 5"):
             bad.result(5)
@@ -135,8 +135,7 @@ def test_a_run_cut_short_by_shutdown_raises_in_every_call_it_ran_and_leaves_none
         pool.submit(combined, [0])
         assert started.wait(5)
         a, b = pool.submit(combined, [1]), pool.submit(combined, [2])
-        while len(combined._waiting) < 2:
-            threading.Event().wait(0.001)
+        queued(combined, 2)
         gate.set()
         for future in (a, b):
             with pytest.raises(Shutdown):
@@ -162,11 +161,9 @@ def test_a_run_that_stops_short_leaves_the_rest_first_in_line_and_every_call_get
         pool.submit(combined, [0])
         assert started.wait(5)
         a = pool.submit(combined, [1, 2, 3])
-        while len(combined._waiting) < 1:
-            threading.Event().wait(0.001)
+        queued(combined, 1)
         b = pool.submit(combined, [4, 5])
-        while len(combined._waiting) < 2:
-            threading.Event().wait(0.001)
+        queued(combined, 2)
         gate.set()
         assert a.result(5) == ["done 1", "done 2", "done 3"]
         assert b.result(5) == ["done 4", "done 5"]
