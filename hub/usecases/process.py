@@ -70,22 +70,27 @@ def process_event(hub: Hub, event_id: str, connector_for: Callable[[str], Connec
     """Turn a stored event into changes on its ticket(s). Idempotent: a processed event is left alone.
     A system that cannot be read right now (ConnectorError) leaves the event for the sweeper to retry.
 
-    A notice that carries its record (generic systems) is parsed inside the first transaction. On SQLite,
-    where one transaction writes at a time anyway, that transaction then applies it too; on PostgreSQL new
-    ticket IDs are taken from the process's reserved block first (see `_reserve_ids`), then a second one
-    applies. A notice that only names what changed is read from its system (HTTP) with no transaction open."""
+    A notice that carries its record (generic systems) is parsed, and applied, in one transaction (on
+    PostgreSQL the event's row held, so that two workers given it apply it once; new tickets' IDs from the
+    process's reserved block, see `_reserve_ids`). A notice that only names what changed is read from its
+    system (HTTP) with no transaction open, and so is the fresh evidence a status claim may need; the apply
+    then has a transaction of its own."""
+    postgres = hub.engine.dialect.name == "postgresql"
     with hub.store.unit_of_work() as uow:
-        event = uow.inbox.get(event_id)
+        event = uow.inbox.get(event_id, lock=postgres)
         if event is None:
             raise KeyError(f"no event {event_id}")
         if event["state"] != "received":
             return Processed(event_id, f"already {event['state']}", event["ticket_id"])
         if not _needs_read(hub, event["system"], connector_for):
             records = _records_or_error(hub, event, None)
-            if hub.engine.dialect.name == "sqlite" and not _asks_fresh(hub, records, connector_for):
-                processed = _apply_event(hub, uow, event, records, {})
+            new_ids = {} if isinstance(records, Exception) or not postgres else _reserve_ids(
+                hub, uow, records, event["received_at"])
+            if not _asks_fresh(hub, records, connector_for):
+                processed = _apply_event(hub, uow, event, records, new_ids)
                 return _logged(processed, event["system"])
-            new_ids = {} if isinstance(records, Exception) else _reserve_ids(hub, uow, records, event["received_at"])
+            if not postgres and not isinstance(records, Exception):
+                new_ids = _reserve_ids(hub, uow, records, event["received_at"])
     if _needs_read(hub, event["system"], connector_for):
         records = _records_or_error(hub, event, connector_for)
         new_ids = {}

@@ -214,8 +214,8 @@ def test_a_worker_killed_with_several_tasks_in_flight_resends_each_write_and_mar
     among its threads, all in flight when the worker is SIGKILLed: none is marked delivered before the kill;
     after the restart each of the six lands with the content of its first attempt, delivered once on the record."""
     hub: HubProcesses = hub_factory()
-    receivers["erp"].script = [(200, 4.0)]
-    receivers["wms"].script = [(200, 4.0)]
+    receivers["erp"].script = [(200, 4.0)] * 3  # the first three answers are slow: the kill comes meanwhile
+    receivers["wms"].script = [(200, 4.0)] * 3
     hub.start()
     for n in (1, 2, 3):
         hub.send(f"evt-{n}", crm_case(f"CASE-{n}", 0, contact={"name": f"Ada {n}", "phone": f"+44 6666 666{n}"}))
