@@ -70,10 +70,8 @@ _WAITING_COLUMNS = (outbox.c.ticket_id, outbox.c.system, literal("pending"), lit
 
 
 @cache
-def _schedule_statement(dialect: str, some_systems: bool) -> Any:
+def _schedule_statement(dialect: str) -> Any:
     waiting = select(*_WAITING_COLUMNS).where(outbox.c.ticket_id == _P("s_ticket")).distinct()
-    if some_systems:
-        waiting = waiting.where(outbox.c.system.in_(_P("s_systems", expanding=True)))
     return _pending_from(dialect, waiting).returning(deliveries.c.id)
 
 
@@ -137,16 +135,14 @@ class DeliveryRepository:
     def __init__(self, conn: Connection):
         self.conn = conn
 
-    def schedule(self, ticket_id: str, now: datetime, systems: Sequence[str] | None = None) -> list[int]:
+    def schedule(self, ticket_id: str, now: datetime) -> list[int]:
         """A pending delivery for every system with outbox rows for the ticket and none in progress."""
-        stmt = _schedule_statement(self.conn.dialect.name, systems is not None)
-        params: dict[str, Any] = {"s_ticket": ticket_id, "s_now": now}
-        if systems is not None:
-            params["s_systems"] = list(systems)
-        return sorted(int(i) for i in self.conn.execute(stmt, params).scalars())
+        return sorted(int(i) for i in self.conn.execute(
+            _schedule_statement(self.conn.dialect.name), {"s_ticket": ticket_id, "s_now": now}).scalars())
 
     def schedule_many(self, pairs: Sequence[tuple[str, str]], now: datetime) -> dict[tuple[str, str], list[int]]:
-        """`schedule` for several (ticket, system) at once, in one statement: the deliveries created, per pair."""
+        """`schedule` for the given systems of tickets, (ticket, system) pairs, in one statement: the deliveries
+        created, per pair."""
         created: dict[tuple[str, str], list[int]] = {pair: [] for pair in pairs}
         if pairs:
             for row in self.conn.execute(_schedule_pairs_statement(self.conn.dialect.name),
@@ -281,7 +277,7 @@ class DeliveryRepository:
                 system_field=data["system_field"], system_value=data["system_value"],
                 provenance=data["provenance"], queued_at=now,
             ).on_conflict_do_nothing(index_elements=["ticket_id", "system", "field"]))
-        created = self.schedule(row.ticket_id, now, systems=[row.system])
+        created = self.schedule_many([(row.ticket_id, row.system)], now)[(row.ticket_id, row.system)]
         active = created or list(self.conn.execute(
             select(deliveries.c.id).where(deliveries.c.ticket_id == row.ticket_id,
                                           deliveries.c.system == row.system,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
@@ -17,6 +17,8 @@ from hub.core.mapping import MappingSet
 from hub.core.retry import RetryPolicy
 from hub.core.workflow import Workflow
 from hub.store.unit_of_work import Store
+
+T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -40,6 +42,11 @@ class Hub:
     @property
     def engine(self) -> Engine:
         return self.store.engine
+
+    def shared(self, name: str, make: Callable[[], T]) -> T:
+        """This process's one `name` (see `per_process`), made by `make` on first use."""
+        found = self.per_process.get(name)
+        return found if found is not None else self.per_process.setdefault(name, make())  # type: ignore[no-any-return]
 
 
 def retry_policy(hub: Hub) -> RetryPolicy:

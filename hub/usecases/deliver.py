@@ -99,21 +99,16 @@ CLAIMS_TOGETHER = 64  # deliveries claimed in one transaction, at most (the clai
 OUTCOMES_TOGETHER = 64  # outcomes recorded in one transaction, at most
 
 
-def _combiner(hub: Hub, name: str, make: Callable[[], Combiner[Any, Any]]) -> Combiner[Any, Any]:
-    """The process's combiner for `name`, made on first use."""
-    found = hub.per_process.get(name)
-    return found if found is not None else hub.per_process.setdefault(name, make())  # type: ignore[no-any-return]
-
-
 def _claims(hub: Hub, worker: str | None) -> Combiner[int, Claim | str]:
     """This process's claims, combined (`claim_many` over the deliveries of every thread claiming meanwhile)."""
+    return hub.shared(f"claims:{worker}",
+                      lambda: Combiner(partial(_claim_all, hub, worker), CLAIMS_TOGETHER, key=lambda i: i))
+
+
+def _claim_all(hub: Hub, worker: str | None, ids: list[int]) -> list[Claim | str]:
     lease = timedelta(seconds=hub.settings.delivery.lease_seconds)
-
-    def claim_all(ids: list[int]) -> list[Claim | str]:
-        claims = hub.store.together(partial(_claim_many, hub, ids, hub.clock(), lease, worker))
-        return [claims[i] for i in ids]
-
-    return _combiner(hub, f"claims:{worker}", lambda: Combiner(claim_all, CLAIMS_TOGETHER, key=lambda i: i))
+    claims = hub.store.together(partial(_claim_many, hub, ids, hub.clock(), lease, worker))
+    return [claims[i] for i in ids]
 
 
 def _claim_many(hub: Hub, ids: list[int], now: datetime, lease: timedelta, worker: str | None,
@@ -126,23 +121,25 @@ Recorded = tuple[str, float | None, list[int]]  # verdict (or late), latency, fo
 
 
 def _outcomes(hub: Hub) -> Combiner[_Finishing, Recorded | BaseException]:
-    """This process's outcomes, combined: recorded in one transaction; if it fails, each in one of its own, so
-    that one outcome's failure is its own."""
-    def record_all(finishing: list[_Finishing]) -> list[Recorded | BaseException]:
-        try:
-            return hub.store.together(partial(_record, hub, finishing))  # type: ignore[arg-type]
-        except Exception as exc:  # noqa: BLE001 (rolled back: each again alone, for its own outcome)
-            if len(finishing) == 1:
-                return [exc]
-        alone: list[Recorded | BaseException] = []
-        for one in finishing:
-            try:
-                alone.extend(hub.store.together(partial(_record, hub, [one])))
-            except Exception as exc:  # noqa: BLE001 (this one's outcome)
-                alone.append(exc)
-        return alone
+    """This process's outcomes, combined (`_record_all`)."""
+    return hub.shared("outcomes", lambda: Combiner(partial(_record_all, hub), OUTCOMES_TOGETHER))
 
-    return _combiner(hub, "outcomes", lambda: Combiner(record_all, OUTCOMES_TOGETHER))
+
+def _record_all(hub: Hub, finishing: list[_Finishing]) -> list[Recorded | BaseException]:
+    """The outcomes recorded in one transaction; if it fails, each in one of its own, so that one outcome's
+    failure is its own."""
+    try:
+        return list(hub.store.together(partial(_record, hub, finishing)))
+    except Exception as exc:  # noqa: BLE001 (rolled back: each again alone, for its own outcome)
+        if len(finishing) == 1:
+            return [exc]
+    alone: list[Recorded | BaseException] = []
+    for one in finishing:
+        try:
+            alone.extend(hub.store.together(partial(_record, hub, [one])))
+        except Exception as exc:  # noqa: BLE001 (this one's outcome)
+            alone.append(exc)
+    return alone
 
 
 def _record(hub: Hub, finishing: list[_Finishing], uow: Any) -> list[Recorded]:

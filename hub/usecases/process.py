@@ -84,13 +84,13 @@ def process_event(hub: Hub, event_id: str, connector_for: Callable[[str], Connec
             return Processed(event_id, f"already {event['state']}", event["ticket_id"])
         if not _needs_read(hub, event["system"], connector_for):
             records = _records_or_error(hub, event, None)
-            new_ids = {} if isinstance(records, Exception) or not postgres else _reserve_ids(
+            fresh = _asks_fresh(hub, records, connector_for)
+            # on SQLite an ID applied in this transaction is taken by the apply itself, gap-free
+            new_ids = {} if isinstance(records, Exception) or not (postgres or fresh) else _reserve_ids(
                 hub, uow, records, event["received_at"])
-            if not _asks_fresh(hub, records, connector_for):
+            if not fresh:
                 processed = _apply_event(hub, uow, event, records, new_ids)
                 return _logged(processed, event["system"])
-            if not postgres and not isinstance(records, Exception):
-                new_ids = _reserve_ids(hub, uow, records, event["received_at"])
     if _needs_read(hub, event["system"], connector_for):
         records = _records_or_error(hub, event, connector_for)
         new_ids = {}
@@ -337,28 +337,22 @@ def _ingest(hub: Hub, uow: Any, record: SourceRecord, event_id: str, received_at
 
 def _reserve_ids(hub: Hub, uow: Any, records: list[SourceRecord], received_at: datetime
                  ) -> dict[tuple[str, str], str]:
-    """Global IDs for records that may open a ticket, reserved before the apply's transaction: on PostgreSQL
-    from this process's block (`hub.usecases.ticket_ids`), so that the day's counter row is not written, and
-    held, in every new ticket's apply (which serialised every new ticket); on SQLite one by one in `uow`,
-    committed here. An ID not used after all (another worker linked the record first) is skipped, never
-    reused."""
+    """Global IDs for records that may open a ticket: on PostgreSQL from this process's block
+    (`hub.usecases.ticket_ids`), so that the day's counter row is not written, and held, in every new ticket's
+    apply (which serialised every new ticket); on SQLite one by one in `uow`, committed here, for an apply
+    that comes later in a transaction of its own. An ID not used after all (another worker linked the record
+    first) is skipped, never reused."""
     wanted = [(r.system, r.local_id) for r in records
               if r.system in hub.settings.systems and hub.settings.systems[r.system].origin]
     day, code = received_at.date(), hub.settings.hub.business_code
+    blocks = hub.shared("ticket_ids", lambda: IdBlocks(hub.store)) if hub.engine.dialect.name == "postgresql" else None
     reserved: dict[tuple[str, str], str] = {}
     for key in dict.fromkeys(wanted):
         if uow.tickets.find_by_xref(*key) is None:
-            reserved[key] = (_id_blocks(hub).take(day, code) if hub.engine.dialect.name == "postgresql"
-                             else uow.tickets.allocate_ticket_id(day, code))
-    if reserved and hub.engine.dialect.name != "postgresql":
+            reserved[key] = blocks.take(day, code) if blocks else uow.tickets.allocate_ticket_id(day, code)
+    if reserved and blocks is None:
         uow.commit_before_use()
     return reserved
-
-
-def _id_blocks(hub: Hub) -> IdBlocks:
-    found = hub.per_process.get("ticket_ids")
-    return found if found is not None else hub.per_process.setdefault(  # type: ignore[no-any-return]
-        "ticket_ids", IdBlocks(hub.store))
 
 
 def _holds_what_the_hub_writes(field_mapping: FieldMapping, system: str, current: FieldValue | None, raw: Any) -> bool:
