@@ -71,8 +71,8 @@ _WAITING_COLUMNS = (outbox.c.ticket_id, outbox.c.system, literal("pending"), lit
 
 @cache
 def _schedule_statement(dialect: str) -> Any:
-    waiting = select(*_WAITING_COLUMNS).where(outbox.c.ticket_id == _P("s_ticket")).distinct()
-    return _pending_from(dialect, waiting).returning(deliveries.c.id)
+    waiting = select(*_WAITING_COLUMNS).where(outbox.c.ticket_id.in_(_P("s_tickets", expanding=True))).distinct()
+    return _pending_from(dialect, waiting).returning(deliveries.c.id, deliveries.c.ticket_id)
 
 
 @cache
@@ -137,8 +137,16 @@ class DeliveryRepository:
 
     def schedule(self, ticket_id: str, now: datetime) -> list[int]:
         """A pending delivery for every system with outbox rows for the ticket and none in progress."""
-        return sorted(int(i) for i in self.conn.execute(
-            _schedule_statement(self.conn.dialect.name), {"s_ticket": ticket_id, "s_now": now}).scalars())
+        return self.schedule_tickets([ticket_id], now)[ticket_id]
+
+    def schedule_tickets(self, ticket_ids: Sequence[str], now: datetime) -> dict[str, list[int]]:
+        """`schedule` for several tickets in one statement: the deliveries created, per ticket, in id order."""
+        created: dict[str, list[int]] = {ticket_id: [] for ticket_id in ticket_ids}
+        if created:
+            for row in self.conn.execute(_schedule_statement(self.conn.dialect.name),
+                                         {"s_tickets": list(created), "s_now": now}):
+                created[row.ticket_id].append(int(row.id))
+        return {ticket_id: sorted(ids) for ticket_id, ids in created.items()}
 
     def schedule_many(self, pairs: Sequence[tuple[str, str]], now: datetime) -> dict[tuple[str, str], list[int]]:
         """`schedule` for the given systems of tickets, (ticket, system) pairs, in one statement: the deliveries

@@ -14,6 +14,9 @@ from hub.store.tables import inbox_events
 
 _GET_EVENT = select(inbox_events).where(inbox_events.c.event_id == bindparam("event_id"))
 _LOCK_EVENT = _GET_EVENT.with_for_update()
+_GET_EVENTS = (select(inbox_events).where(inbox_events.c.event_id.in_(bindparam("event_ids", expanding=True)))
+               .order_by(inbox_events.c.event_id))
+_LOCK_EVENTS = _GET_EVENTS.with_for_update()
 _MARK_EVENT = (
     update(inbox_events)
     .where(inbox_events.c.event_id == bindparam("b_event_id"))
@@ -68,10 +71,23 @@ class InboxRepository:
         row = self.conn.execute(_LOCK_EVENT if lock else _GET_EVENT, {"event_id": event_id}).one_or_none()
         return None if row is None else dict(row._mapping)
 
+    def get_many(self, event_ids: Sequence[str], lock: bool = False) -> dict[str, dict[str, Any]]:
+        """`get` for several events in one query (with `lock`, their rows are taken in event ID order)."""
+        if not event_ids:
+            return {}
+        rows = self.conn.execute(_LOCK_EVENTS if lock else _GET_EVENTS, {"event_ids": list(dict.fromkeys(event_ids))})
+        return {row.event_id: dict(row._mapping) for row in rows}
+
     def mark(self, event_id: str, state: str, now: datetime, ticket_id: str | None = None,
              error: str | None = None) -> None:
-        self.conn.execute(_MARK_EVENT, {"b_event_id": event_id, "b_state": state, "b_processed_at": now,
-                                        "b_ticket_id": ticket_id, "b_error": error})
+        self.mark_many([(event_id, state, ticket_id, error)], now)
+
+    def mark_many(self, marks: Sequence[tuple[str, str, str | None, str | None]], now: datetime) -> None:
+        """`mark` several events, each (event ID, state, ticket ID, error), in one batch."""
+        if marks:
+            self.conn.execute(_MARK_EVENT, [{"b_event_id": event_id, "b_state": state, "b_processed_at": now,
+                                             "b_ticket_id": ticket_id, "b_error": error}
+                                            for event_id, state, ticket_id, error in marks])
 
     def mark_dispatched(self, event_ids: Sequence[str], now: datetime | None) -> None:
         """Stamp events as published now (a poller publishing its own), or as never published (None: a

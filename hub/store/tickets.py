@@ -3,7 +3,7 @@ ticket IDs, and the read views. The repository never updates or deletes an audit
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
@@ -36,12 +36,20 @@ _FIND_XREF = select(xrefs.c.ticket_id).where(xrefs.c.system == bindparam("system
 # delivery's row (its schedule's INSERT ... ON CONFLICT): with FOR UPDATE the two deadlocked, and the outcome
 # of a write already sent was lost (sent again after its lease). Tickets' keys never change.
 _LOCK_TICKET = select(tickets.c.ticket_id).where(tickets.c.ticket_id == _ID).with_for_update(key_share=True)
-_TOUCH_TICKET = update(tickets).where(tickets.c.ticket_id == bindparam("b_ticket_id")).values(
-    updated_at=bindparam("b_updated_at"))
 _LOAD_FIELDS = select(field_values).where(field_values.c.ticket_id == _ID)
 _LOAD_PENDING = select(outbox).where(outbox.c.ticket_id == _ID)
 _LOAD_DELIVERED = select(delivered_values).where(delivered_values.c.ticket_id == _ID)
 _LOAD_WORKFLOW = select(ticket_workflow).where(ticket_workflow.c.ticket_id == _ID)
+# ... for several tickets at once
+_IDS: Any = bindparam("ticket_ids", expanding=True)
+_FIND_XREFS = select(xrefs.c.system, xrefs.c.local_id, xrefs.c.ticket_id).where(
+    tuple_(xrefs.c.system, xrefs.c.local_id).in_(bindparam("keys", expanding=True)))
+_LOCK_TICKETS = (select(tickets.c.ticket_id).where(tickets.c.ticket_id.in_(_IDS)).order_by(tickets.c.ticket_id)
+                 .with_for_update(key_share=True))
+_LOAD_ALL = {table.name: select(table).where(table.c.ticket_id.in_(_IDS))
+             for table in (field_values, outbox, delivered_values, ticket_workflow)}
+_TOUCH_TICKETS = update(tickets).where(tickets.c.ticket_id.in_(_IDS)).values(updated_at=bindparam("b_updated_at"))
+_DROP_TICKETS = delete(tickets).where(tickets.c.ticket_id.in_(_IDS))
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,13 @@ def _link_statement(dialect: str, returning: bool = False) -> Any:
     return stmt.returning(xrefs.c.ticket_id) if returning else stmt
 
 
+@cache
+def _link_many_statement(dialect: str) -> Any:
+    """INSERT an xref ... ON CONFLICT DO NOTHING RETURNING (system, local_id): which of several were linked."""
+    return (insert_for(dialect, xrefs).on_conflict_do_nothing(index_elements=["system", "local_id"])
+            .returning(xrefs.c.system, xrefs.c.local_id))
+
+
 _NEW_TICKET = insert(tickets)
 _NEW_XREF = insert(xrefs)
 
@@ -172,6 +187,37 @@ class TicketRepository:
             return winner, False
         return ticket_id, True
 
+    def find_xrefs(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """(system, local ID) -> its ticket, for those of `keys` that are linked (one query)."""
+        if not keys:
+            return {}
+        return {(row.system, row.local_id): row.ticket_id
+                for row in self.conn.execute(_FIND_XREFS, {"keys": list(dict.fromkeys(keys))})}
+
+    def create_linked(self, new: Sequence[tuple[str, str, str, datetime]], code: str) -> dict[tuple[str, str], str]:
+        """New tickets, each linked to one record: (ticket ID, system, local ID, created at) each, in a few
+        statements. Returns the ticket each record is linked to now: the one given, or, where another transaction
+        linked the record first (PostgreSQL), that one's (the ticket given is then dropped, unused)."""
+        if not new:
+            return {}
+        self.conn.execute(_NEW_TICKET, [{"ticket_id": ticket_id, "business_code": code, "created_at": at,
+                                         "updated_at": at} for ticket_id, _, _, at in new])
+        links = [{"system": system, "local_id": local_id, "ticket_id": ticket_id, "created_at": at}
+                 for ticket_id, system, local_id, at in new]
+        ours = {(system, local_id): ticket_id for ticket_id, system, local_id, _ in new}
+        if self.conn.dialect.name == "sqlite":  # the transaction holds the write lock: nobody links meanwhile
+            self.conn.execute(_NEW_XREF, links)
+            return ours
+        linked = {(row.system, row.local_id)
+                  for row in self.conn.execute(_link_many_statement(self.conn.dialect.name), links)}
+        lost = [key for key in ours if key not in linked]
+        if lost:
+            self.conn.execute(_DROP_TICKETS, {"ticket_ids": [ours[key] for key in lost]})
+            winners = self.find_xrefs(lost)
+            assert len(winners) == len(lost), "xref insert conflicted but no xref is visible"
+            ours.update(winners)
+        return ours
+
     def exists(self, ticket_id: str) -> bool:
         return self.conn.execute(select(tickets.c.ticket_id).where(tickets.c.ticket_id == ticket_id)
                                  ).scalar_one_or_none() is not None
@@ -187,75 +233,90 @@ class TicketRepository:
         if found is None:
             raise TicketNotFound(f"ticket {ticket_id} does not exist")
 
+    def lock_many(self, ticket_ids: Sequence[str]) -> None:
+        """`lock` for several tickets in one statement, in ID order, so that two transactions locking overlapping
+        sets take turns instead of deadlocking; nothing to do on SQLite (the transaction holds the write lock)."""
+        ids = sorted(set(ticket_ids))
+        if not ids or self.conn.dialect.name == "sqlite":
+            return
+        missing = set(ids) - set(self.conn.execute(_LOCK_TICKETS, {"ticket_ids": ids}).scalars())
+        if missing:
+            raise TicketNotFound(f"tickets {', '.join(sorted(missing))} do not exist")
+
     # ---- state --------------------------------------------------------------------------------
 
     def load_state(self, ticket_id: str) -> TicketState:
-        fields = {
-            row.field: FieldValue(row.value, _provenance_of(row))
-            for row in self.conn.execute(_LOAD_FIELDS, {"ticket_id": ticket_id})
-        }
-        pending: dict[str, dict[str, PendingWrite]] = {}
-        for row in self.conn.execute(_LOAD_PENDING, {"ticket_id": ticket_id}):
-            pending.setdefault(row.system, {})[row.field] = PendingWrite(
-                row.value, row.system_field, row.system_value, _provenance_from_json(row.provenance)
-            )
-        delivered: dict[str, dict[str, Any]] = {}
-        for row in self.conn.execute(_LOAD_DELIVERED, {"ticket_id": ticket_id}):
-            delivered.setdefault(row.system, {})[row.field] = row.value
-        claims: frozenset[FieldChange] = frozenset()
-        marks: dict[str, datetime] = {}
-        for row in self.conn.execute(_LOAD_WORKFLOW, {"ticket_id": ticket_id}):
-            claims = frozenset(FieldChange("status", c["value"], _provenance_from_json(c["provenance"]))
-                               for c in row.claims)
-            marks = {key: datetime.fromisoformat(at) for key, at in row.marks.items()}
-        return TicketState(ticket_id, fields, pending, delivered, claims, marks)
+        params = {"ticket_id": ticket_id}
+        return _state_of(ticket_id, self.conn.execute(_LOAD_FIELDS, params), self.conn.execute(_LOAD_PENDING, params),
+                         self.conn.execute(_LOAD_DELIVERED, params), self.conn.execute(_LOAD_WORKFLOW, params))
+
+    def load_states(self, ticket_ids: Sequence[str]) -> dict[str, TicketState]:
+        """`load_state` for several tickets, in one query per table."""
+        ids = list(dict.fromkeys(ticket_ids))
+        if not ids:
+            return {}
+        rows: dict[str, dict[str, list[Any]]] = {ticket_id: {} for ticket_id in ids}
+        for name, query in _LOAD_ALL.items():
+            for row in self.conn.execute(query, {"ticket_ids": ids}):
+                rows[row.ticket_id].setdefault(name, []).append(row)
+        return {ticket_id: _state_of(ticket_id, *(parts.get(t.name, ()) for t in (field_values, outbox,
+                                                                                   delivered_values, ticket_workflow)))
+                for ticket_id, parts in rows.items()}
 
     def save(self, before: TicketState, result: ApplyResult, now: datetime, created: bool = False) -> None:
         """Write what changed between `before` and `result.state`, and append the audit entries.
         `created`: the ticket was created in this transaction (at `now`), so it needs no touching."""
-        after, ticket_id = result.state, before.ticket_id
-        changed = [(name, fv) for name, fv in after.fields.items() if before.fields.get(name) != fv]
-        if changed:
-            self.conn.execute(_replace(self.conn, field_values),
-                              [_field_row(ticket_id, name, fv) for name, fv in changed])
-            if not created:
-                self.conn.execute(_TOUCH_TICKET, {"b_ticket_id": ticket_id, "b_updated_at": now})
-        self._save_pending(ticket_id, before, after, now)
-        self._delete_gone(delivered_values, ticket_id, before.delivered, after.delivered)
-        if after.claims != before.claims or after.marks != before.marks:
-            self.conn.execute(_replace(self.conn, ticket_workflow), [{
-                "ticket_id": ticket_id,
-                "claims": [{"value": c.value, "provenance": _provenance_to_json(c.provenance)}
-                           for c in sorted(after.claims, key=FieldChange.precedence)],
-                "marks": {key: at.isoformat() for key, at in sorted(after.marks.items())},
-            }])
-        rows = [_audit_row(ticket_id, o, now) for o in result.outcomes if o.kind != "duplicate"]
-        if rows:
-            self.conn.execute(insert(audit_log), rows)
+        self.save_many([(before, result.state, result.outcomes, created)], now)
 
-    def _save_pending(self, ticket_id: str, before: TicketState, after: TicketState, now: datetime) -> None:
-        self._delete_gone(outbox, ticket_id, before.pending, after.pending)
-        upserts = [
-            {
-                "ticket_id": ticket_id, "system": system, "field": name, "value": pw.value,
-                "system_field": pw.system_field, "system_value": pw.system_value,
-                "provenance": _provenance_to_json(pw.provenance), "queued_at": now,
-            }
-            for system, writes in after.pending.items()
-            for name, pw in writes.items()
-            if before.pending.get(system, {}).get(name) != pw
-        ]
-        if upserts:
-            self.conn.execute(_replace(self.conn, outbox), upserts)
-
-    def _delete_gone(self, table: Any, ticket_id: str, before: Mapping[str, Mapping[str, Any]],
-                     after: Mapping[str, Mapping[str, Any]]) -> None:
-        """Delete the ticket's (system, field) rows of `table` that `before` had and `after` no longer has."""
-        gone = [(system, name) for system, fields in before.items() for name in fields
-                if name not in after.get(system, {})]
-        if gone:
-            self.conn.execute(delete(table).where(table.c.ticket_id == ticket_id,
-                                                  tuple_(table.c.system, table.c.field).in_(gone)))
+    def save_many(self, saves: Sequence[tuple[TicketState, TicketState, Sequence[Outcome], bool]], now: datetime
+                  ) -> None:
+        """`save` for several tickets, each (state before, state after, outcomes to audit, created in this
+        transaction): each table's rows of them all written in one statement."""
+        fields: list[dict[str, Any]] = []
+        touched: list[str] = []
+        pending: list[dict[str, Any]] = []
+        gone: dict[str, list[tuple[str, str, str]]] = {outbox.name: [], delivered_values.name: []}
+        workflow: list[dict[str, Any]] = []
+        audit: list[dict[str, Any]] = []
+        for before, after, outcomes, created in saves:
+            ticket_id = before.ticket_id
+            changed = [_field_row(ticket_id, name, fv) for name, fv in after.fields.items()
+                       if before.fields.get(name) != fv]
+            fields += changed
+            if changed and not created:
+                touched.append(ticket_id)
+            pending += [
+                {"ticket_id": ticket_id, "system": system, "field": name, "value": pw.value,
+                 "system_field": pw.system_field, "system_value": pw.system_value,
+                 "provenance": _provenance_to_json(pw.provenance), "queued_at": now}
+                for system, writes in after.pending.items() for name, pw in writes.items()
+                if before.pending.get(system, {}).get(name) != pw]
+            for table, was, now_is in ((outbox, before.pending, after.pending),
+                                       (delivered_values, before.delivered, after.delivered)):
+                gone[table.name] += [(ticket_id, system, name) for system, names in was.items() for name in names
+                                     if name not in now_is.get(system, {})]
+            if after.claims != before.claims or after.marks != before.marks:
+                workflow.append({
+                    "ticket_id": ticket_id,
+                    "claims": [{"value": c.value, "provenance": _provenance_to_json(c.provenance)}
+                               for c in sorted(after.claims, key=FieldChange.precedence)],
+                    "marks": {key: at.isoformat() for key, at in sorted(after.marks.items())},
+                })
+            audit += [_audit_row(ticket_id, o, now) for o in outcomes if o.kind != "duplicate"]
+        if fields:
+            self.conn.execute(_replace(self.conn, field_values), fields)
+        if touched:
+            self.conn.execute(_TOUCH_TICKETS, {"ticket_ids": touched, "b_updated_at": now})
+        for table in (outbox, delivered_values):
+            if gone[table.name]:  # the (ticket, system, field) rows `before` had and `after` no longer has
+                self.conn.execute(delete(table).where(
+                    tuple_(table.c.ticket_id, table.c.system, table.c.field).in_(gone[table.name])))
+            if table is outbox and pending:
+                self.conn.execute(_replace(self.conn, outbox), pending)
+        if workflow:
+            self.conn.execute(_replace(self.conn, ticket_workflow), workflow)
+        if audit:
+            self.conn.execute(insert(audit_log), audit)
 
     def record_delivered(self, ticket_id: str, system: str, values: dict[str, Any], now: datetime) -> None:
         """Remember what the hub wrote to `system`, so that the system's report of it is an echo."""
@@ -371,6 +432,26 @@ class TicketRepository:
         if system is not None:
             query = query.where(outbox.c.system == system)
         return [dict(r._mapping) for r in self.conn.execute(query)]
+
+
+def _state_of(ticket_id: str, field_rows: Iterable[Any], pending_rows: Iterable[Any], delivered_rows: Iterable[Any],
+              workflow_rows: Iterable[Any]) -> TicketState:
+    fields = {row.field: FieldValue(row.value, _provenance_of(row)) for row in field_rows}
+    pending: dict[str, dict[str, PendingWrite]] = {}
+    for row in pending_rows:
+        pending.setdefault(row.system, {})[row.field] = PendingWrite(
+            row.value, row.system_field, row.system_value, _provenance_from_json(row.provenance)
+        )
+    delivered: dict[str, dict[str, Any]] = {}
+    for row in delivered_rows:
+        delivered.setdefault(row.system, {})[row.field] = row.value
+    claims: frozenset[FieldChange] = frozenset()
+    marks: dict[str, datetime] = {}
+    for row in workflow_rows:
+        claims = frozenset(FieldChange("status", c["value"], _provenance_from_json(c["provenance"]))
+                           for c in row.claims)
+        marks = {key: datetime.fromisoformat(at) for key, at in row.marks.items()}
+    return TicketState(ticket_id, fields, pending, delivered, claims, marks)
 
 
 def _provenance_of(row: Any) -> Provenance:

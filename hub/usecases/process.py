@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from functools import partial
 from typing import Any
 
@@ -113,35 +113,41 @@ def process_events(hub: Hub, event_ids: Sequence[str], connector_for: Callable[[
     """Several events, as `process_event` would one by one: for each, in order, what it returned or the
     exception it raised (the event then stays received, for the sweeper).
 
-    On SQLite the events whose notices carry their records are applied several to a transaction
-    (`Store.together_each`, the store's one group-commit mechanism: a transaction takes more of them until it
-    has held the write lock for TOGETHER_SECONDS, so that intake's inserts never wait long behind it; if one
-    fails, the transaction is rolled back and each runs again alone, so it fails alone and the others are
-    applied).
-    Together they share the lock, the commit, and the log pages that consecutive tickets share. The hold is
-    a trade: the events worker (one thread) drained 210-281 events/s at 2 ms, 285-366 at 5 ms, 358-371 at
-    10 ms, while intake's acknowledgement p99 at 500/s offered rose with it (19-36, 16-30 and 40-45 ms).
-    The rest (records read from their system over HTTP, and every event on PostgreSQL, where each is
-    applied under its own locks) are processed one by one: batched there with a savepoint each, the events
-    worker drained 157-191 events/s against 196-223 one by one (the savepoints' round trips cost more than
-    the commits saved)."""
+    The events whose notices carry their records are applied together, up to SET_MAX to a transaction
+    (`_apply_set`): their rows read, locked and written a statement per table for them all, not a few statements
+    each. If that transaction fails it is rolled back and each event runs alone, so that one event's failure is
+    its own. The rest (records read from their system over HTTP, a status claim whose evidence is asked for
+    afresh, a record of an unknown system or linked to no ticket) are processed one by one afterwards.
+    Measured (bench/pipeline.py, a backlog of new tickets drained by one events worker): on PostgreSQL
+    289-365 events/s one by one, ... together; on SQLite ... one by one several to a transaction, ... together."""
     results: dict[str, Processed | Exception] = {}
-    if hub.engine.dialect.name == "sqlite":
-        ids = list(dict.fromkeys(event_ids))
-        outcomes = hub.store.together_each([partial(_apply_stored, hub, event_id, connector_for) for event_id in ids])
-        for event_id, outcome in zip(ids, outcomes, strict=True):
-            if isinstance(outcome, tuple):
-                system, results[event_id] = outcome
-                if isinstance(results[event_id], Processed):
-                    _logged(results[event_id], system)  # type: ignore[arg-type]
-            elif isinstance(outcome, Exception):  # it raised: rolled back, and the event stays received
-                results[event_id] = outcome
+    ids = list(dict.fromkeys(event_ids))
+    for start in range(0, len(ids), SET_MAX):
+        results.update(_process_set(hub, ids[start:start + SET_MAX], connector_for))
     out: list[Processed | Exception] = []
     for event_id in event_ids:
         if event_id not in results:
             results[event_id] = _process_retrying(hub, event_id, connector_for)
         out.append(results[event_id])
     return out
+
+
+SET_MAX = 32  # events applied in one transaction by process_events, at most
+
+
+def _process_set(hub: Hub, event_ids: Sequence[str], connector_for: Callable[[str], Connector] | None
+                 ) -> dict[str, Processed]:
+    """`_apply_set`, again if PostgreSQL aborted it to break a deadlock; {} if it failed otherwise (each event is
+    then processed alone)."""
+    try:
+        done = retrying(partial(_apply_set, hub, event_ids, connector_for))
+    except Exception as exc:  # noqa: BLE001 (each runs alone next, and reports its own error)
+        log.warning("events processed one by one: applying them together failed", events=len(event_ids),
+                    error=type(exc).__name__)
+        return {}
+    for processed, system in done.values():
+        _logged(processed, system)
+    return {event_id: processed for event_id, (processed, _) in done.items()}
 
 
 def _process_retrying(hub: Hub, event_id: str, connector_for: Callable[[str], Connector] | None
@@ -154,21 +160,112 @@ def _process_retrying(hub: Hub, event_id: str, connector_for: Callable[[str], Co
         return exc
 
 
-def _apply_stored(hub: Hub, event_id: str, connector_for: Callable[[str], Connector] | None, uow: UnitOfWork
-                  ) -> tuple[str, Processed | Exception] | None:
-    """SQLite, inside a shared transaction: apply one event whose notice carries its record; None for one
-    that needs a read (processed alone afterwards)."""
-    event = uow.inbox.get(event_id)
-    if event is None:
-        return "", KeyError(f"no event {event_id}")
-    if event["state"] != "received":
-        return event["system"], Processed(event_id, f"already {event['state']}", event["ticket_id"])
-    if _needs_read(hub, event["system"], connector_for):
-        return None
-    records = _records_or_error(hub, event, None)
-    if _asks_fresh(hub, records, connector_for):
-        return None  # its evidence is asked for over HTTP first, outside any transaction: processed alone
-    return event["system"], _apply_event(hub, uow, event, records, {}, commit=False)
+def _apply_set(hub: Hub, event_ids: Sequence[str], connector_for: Callable[[str], Connector] | None
+               ) -> dict[str, tuple[Processed, str]]:
+    """In one transaction: the events among `event_ids` already processed, and those whose notices carry their
+    records, applied (each event's row held on PostgreSQL, so that two workers given one apply it once); per
+    event, what became of it and its system. The others are left out, for `process_event`."""
+    postgres = hub.engine.dialect.name == "postgresql"
+    done: dict[str, tuple[Processed, str]] = {}
+    batch: list[tuple[Mapping[str, Any], list[SourceRecord] | Exception]] = []
+    with hub.store.unit_of_work() as uow:
+        events = uow.inbox.get_many(event_ids, lock=postgres)
+        for event_id in event_ids:
+            event = events.get(event_id)
+            if event is None or event["system"] not in hub.settings.systems:
+                continue
+            if event["state"] != "received":
+                done[event_id] = (Processed(event_id, f"already {event['state']}", event["ticket_id"]),
+                                  event["system"])
+            elif not _needs_read(hub, event["system"], connector_for):
+                records = _records_or_error(hub, event, None)
+                if not _asks_fresh(hub, records, connector_for):
+                    batch.append((event, records))
+        done.update(_apply_all(hub, uow, batch))
+        uow.commit()
+    return done
+
+
+def _apply_all(hub: Hub, uow: UnitOfWork, batch: Sequence[tuple[Mapping[str, Any], list[SourceRecord] | Exception]]
+               ) -> dict[str, tuple[Processed, str]]:
+    """`_apply_event` for each of `batch` (events with their parsed records) in the caller's transaction, in a few
+    statements for them all: links looked up in one query, new tickets opened in one, the tickets locked (in ID
+    order) and loaded in one per table, each record weighed in turn on its ticket as the ones before left it,
+    and what changed written, the events marked and their deliveries scheduled a statement each. An event with a
+    record of an unknown system or linked to no ticket that it cannot open is left out (for `process_event`)."""
+    systems, now = hub.settings.systems, hub.clock()
+    done: dict[str, tuple[Processed, str]] = {}
+    marks: list[tuple[str, str, str | None, str | None]] = []
+    parsed: list[tuple[Mapping[str, Any], list[SourceRecord]]] = []
+    for event, records in batch:
+        if isinstance(records, Exception):
+            state = "orphan" if isinstance(records, RecordNotFound) else "rejected"
+            marks.append((event["event_id"], state, None, str(records)))
+            log.warning("event not applied", system=event["system"], event_id=event["event_id"], state=state,
+                        error=str(records))
+            done[event["event_id"]] = (Processed(event["event_id"], state, error=str(records)), event["system"])
+        else:
+            parsed.append((event, records))
+    first_seen: dict[tuple[str, str], datetime] = {}
+    for event, records in parsed:
+        for record in records:
+            first_seen.setdefault((record.system, record.local_id), event["received_at"])
+    ticket_of = uow.tickets.find_xrefs(list(first_seen))
+    kept = [(event, records) for event, records in parsed
+            if all(r.system in systems and r.system in hub.mappings.systems
+                   and ((r.system, r.local_id) in ticket_of or systems[r.system].origin) for r in records)]
+    new = [key for key in dict.fromkeys((r.system, r.local_id) for _, records in kept for r in records)
+           if key not in ticket_of]
+    new_ids = _new_ids(hub, uow, [(key, first_seen[key]) for key in new])
+    ticket_of.update(uow.tickets.create_linked([(new_ids[key], *key, first_seen[key]) for key in new],
+                                               hub.settings.hub.business_code))
+    created = {new_ids[key] for key in new if ticket_of[key] == new_ids[key]}
+    existing = {ticket_of[(r.system, r.local_id)] for _, records in kept for r in records} - created
+    uow.tickets.lock_many(sorted(existing))
+    states = uow.tickets.load_states(sorted(existing)) | {ticket_id: TicketState(ticket_id) for ticket_id in created}
+    before = dict(states)
+    outcomes: dict[str, list[Outcome]] = {ticket_id: [] for ticket_id in states}
+    touched: dict[str, list[str]] = {}  # event -> the tickets its records touched, in order
+    for event, records in kept:
+        event_id, processed = event["event_id"], Processed(event["event_id"], "processed")
+        for record in records:
+            ticket_id = ticket_of[(record.system, record.local_id)]
+            result = _weigh(hub, record, states[ticket_id], event_id, event["received_at"])
+            states[ticket_id] = result.state
+            outcomes[ticket_id].extend(result.outcomes)
+            raise_refusals(hub, uow, ticket_id, result.outcomes, now)
+            opened = ticket_id in created and not any(ticket_id in t for t in touched.values())
+            touched.setdefault(event_id, []).append(ticket_id)
+            processed = Processed(event_id, "processed", processed.ticket_id or ticket_id,
+                                  processed.created or opened, processed.outcomes + result.outcomes)
+        marks.append((event_id, "processed", processed.ticket_id, None))
+        done[event_id] = (processed, event["system"])
+    uow.tickets.save_many([(before[t], states[t], outcomes[t], t in created) for t in states], now)
+    uow.inbox.mark_many(marks, now)
+    scheduled = uow.deliveries.schedule_tickets(list(states), now)
+    for event_id, tickets in touched.items():  # a ticket's deliveries are published with the first event on it
+        deliveries = [d for ticket_id in dict.fromkeys(tickets) for d in scheduled.pop(ticket_id, [])]
+        processed, system = done[event_id]
+        done[event_id] = (replace(processed, deliveries=tuple(deliveries)), system)
+    return done
+
+
+def _new_ids(hub: Hub, uow: UnitOfWork, wanted: Sequence[tuple[tuple[str, str], datetime]]
+             ) -> dict[tuple[str, str], str]:
+    """A global ID for each record that opens a ticket (first seen on the given day): on PostgreSQL from this
+    process's block (`hub.usecases.ticket_ids`); on SQLite taken in `uow`, the day's in one statement, gap-free
+    and in order."""
+    code = hub.settings.hub.business_code
+    if hub.engine.dialect.name == "postgresql":
+        blocks = hub.shared("ticket_ids", lambda: IdBlocks(hub.store))
+        return {key: blocks.take(received_at.date(), code) for key, received_at in wanted}
+    by_day: dict[date, list[tuple[str, str]]] = {}
+    for key, received_at in wanted:
+        by_day.setdefault(received_at.date(), []).append(key)
+    ids: dict[tuple[str, str], str] = {}
+    for day, keys in by_day.items():
+        ids.update(zip(keys, uow.tickets.allocate_ticket_ids(day, code, len(keys)), strict=True))
+    return ids
 
 
 def _fresh_evidence(hub: Hub, record: SourceRecord) -> list[Evidence]:
@@ -304,12 +401,22 @@ def _ingest(hub: Hub, uow: Any, record: SourceRecord, event_id: str, received_at
         ticket_id = found
     if not created:  # a ticket created in this transaction is already ours, and empty
         uow.tickets.lock(ticket_id)
+    before = TicketState(ticket_id) if created else uow.tickets.load_state(ticket_id)
+    result = _weigh(hub, record, before, event_id, received_at)
+    uow.tickets.save(before, result, now, created=created)
+    raise_refusals(hub, uow, ticket_id, result.outcomes, now)
+    return Processed(event_id, "processed", ticket_id, created, result.outcomes)
 
+
+def _weigh(hub: Hub, record: SourceRecord, before: TicketState, event_id: str, received_at: datetime
+           ) -> ApplyResult:
+    """What `record` does to its ticket, now `before` (no I/O): the translated changes applied, its own
+    echoes of the hub's writes and the values that could not be translated among the outcomes."""
+    mapping = hub.mappings.systems[record.system]
     provenance = Provenance(
         system=record.system, author=record.author, author_rank=mapping.author_rank(record.author),
         system_rank=mapping.rank, modified_at=record.modified_at, received_at=received_at, event_id=event_id,
     )
-    before = TicketState(ticket_id) if created else uow.tickets.load_state(ticket_id)
     changes, untranslatable = [], []
     for name, field_mapping in mapping.fields.items():
         found, raw = lookup_path(record.fields, field_mapping.system_field)
@@ -329,10 +436,7 @@ def _ingest(hub: Hub, uow: Any, record: SourceRecord, event_id: str, received_at
     rejected = tuple(
         Outcome("invalid_value", change, before.fields.get(change.field), reason) for change, reason in untranslatable
     )
-    result = ApplyResult(result.state, echoes + rejected + result.outcomes)
-    uow.tickets.save(before, result, now, created=created)
-    raise_refusals(hub, uow, ticket_id, result.outcomes, now)
-    return Processed(event_id, "processed", ticket_id, created, result.outcomes)
+    return ApplyResult(result.state, echoes + rejected + result.outcomes)
 
 
 def _reserve_ids(hub: Hub, uow: Any, records: list[SourceRecord], received_at: datetime

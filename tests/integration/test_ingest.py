@@ -60,23 +60,23 @@ def test_processing_an_event_twice_changes_nothing(hub: Hub) -> None:
 
 def test_events_processed_together_match_one_by_one_and_a_failing_one_is_left_alone(
         hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`process_events` (on SQLite a message's events share transactions; on PostgreSQL one by one): two notices
-    of one new case make one ticket with the newer name, the notice of a case whose apply breaks halfway
-    stays received and leaves no ticket, the others get IDs in order, and an event named twice in the
+    """`process_events` (a message's events applied together in one transaction; if that fails, each alone): two
+    notices of one new case make one ticket with the newer name, the notice of a case whose apply breaks
+    halfway stays received and leaves no ticket, the others get IDs in order, and an event named twice in the
     message is processed once."""
     notices = [("n1", "CASE-1", 5, "Grace"), ("n2", "CASE-1", 0, "Ada"), ("n3", "CASE-2", 0, "Bob"),
                ("n4", "CASE-3", 0, "Cy")]
     ids = [accept_event(hub, "crm", external, {**crm_case(minute, contact={"name": name}), "local_id": case})[0]
            for external, case, minute, name in notices]
-    ingest = services._ingest
+    weigh = services._weigh
 
-    def breaks_on_case_2(hub: Hub, uow: object, record: SourceRecord, *args: object) -> object:
-        done = ingest(hub, uow, record, *args)
+    def breaks_on_case_2(hub: Hub, record: SourceRecord, *args: object) -> object:
+        done = weigh(hub, record, *args)
         if record.local_id == "CASE-2":
             raise RuntimeError("disk I/O error")
         return done
 
-    monkeypatch.setattr(services, "_ingest", breaks_on_case_2)
+    monkeypatch.setattr(services, "_weigh", breaks_on_case_2)
     results = services.process_events(hub, [*ids, ids[0]])
 
     assert [getattr(r, "state", type(r).__name__) for r in results] == [
@@ -168,7 +168,9 @@ EVENTS = [
 ]
 
 
-def _run(template: Path, workdir: Path, order: list[int]) -> tuple[object, object]:
+def _run(template: Path, workdir: Path, order: list[int], cuts: set[int] | None = None) -> tuple[object, object]:
+    """The ticket's fields and outbox after EVENTS in `order`, each processed alone, or (with `cuts`) processed
+    together as a task does, in messages split before those positions."""
     db = workdir / f"run-{uuid.uuid4().hex}.db"
     shutil.copy(template, db)
     engine = make_engine(f"sqlite:///{db}")
@@ -177,9 +179,18 @@ def _run(template: Path, workdir: Path, order: list[int]) -> tuple[object, objec
         ticket_id, _ = uow.tickets.get_or_create("crm", "CASE-1", "SVC", T0)
         uow.tickets.link(ticket_id, "mes", "MO-1", T0)
         uow.commit()
-    for index in order:
+    message: list[str] = []
+    for position, index in enumerate(order):
         system, external_id, payload = EVENTS[index]
-        submit(hub, system, external_id, payload)
+        if cuts is None:
+            submit(hub, system, external_id, payload)
+            continue
+        if position in cuts and message:
+            services.process_events(hub, message)
+            message = []
+        message.append(accept_event(hub, system, external_id, payload)[0])
+    if message:
+        assert all(getattr(r, "state", "") != "" for r in services.process_events(hub, message))
     with hub.store.unit_of_work() as uow:
         state = uow.tickets.load_state(ticket_id)
     engine.dispose()
@@ -198,6 +209,22 @@ def test_any_order_with_redeliveries_gives_the_same_record_and_outbox(
     for position, index in enumerate(repeats):
         shuffled.insert(position * 2 % (len(shuffled) + 1), index)
     assert _run(sqlite_template, workdir, shuffled) == expected
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=st.permutations(range(len(EVENTS))), repeats=st.lists(st.integers(0, len(EVENTS) - 1), max_size=4),
+       cuts=st.sets(st.integers(1, len(EVENTS) + 3)))
+def test_events_applied_together_in_any_order_and_messages_give_the_record_and_outbox_of_one_by_one(
+    sqlite_template: Path, tmp_path_factory, order: list[int], repeats: list[int], cuts: set[int]  # type: ignore[no-untyped-def]
+) -> None:
+    """A task's events are applied in one transaction, each weighed on the state the ones before it left: any
+    order, any split into messages, redeliveries within and across messages, the same state as one by one."""
+    workdir = tmp_path_factory.mktemp("together")
+    expected = _run(sqlite_template, workdir, list(range(len(EVENTS))))
+    shuffled = list(order)
+    for position, index in enumerate(repeats):
+        shuffled.insert(position * 2 % (len(shuffled) + 1), index)
+    assert _run(sqlite_template, workdir, shuffled, cuts) == expected
 
 
 def test_every_pair_order_of_competing_phone_edits_agrees(sqlite_template: Path, tmp_path: Path) -> None:

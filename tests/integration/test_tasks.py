@@ -70,21 +70,21 @@ def _crm_change(name: str, at: str = "2026-02-13T09:00:00Z") -> dict[str, Any]:
 
 def test_events_of_one_message_are_applied_together_and_one_that_fails_is_rolled_back_alone(
         hub_with_runtime: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On SQLite a message's events share transactions; an event whose apply breaks halfway (after some of
-    its writes) leaves nothing behind and stays received for the sweeper, and the others are applied and
-    their deliveries published."""
+    """A message's events are applied in one transaction; an event whose apply breaks halfway (after its
+    ticket and link are written) leaves nothing behind and stays received for the sweeper, and the others are
+    applied and their deliveries published."""
     hub = hub_with_runtime
     ids = [accept_event(hub, "crm", f"msg-{n}", {"local_id": f"case-{n}", **_crm_change(f"Ada {n}")})[0]
            for n in range(4)]
-    ingest = services._ingest
+    weigh = services._weigh
 
-    def breaks_on_case_2(hub: Hub, uow: Any, record: Any, *args: Any) -> Any:
-        done = ingest(hub, uow, record, *args)  # its ticket, record and outbox rows are written...
+    def breaks_on_case_2(hub: Hub, record: Any, *args: Any) -> Any:
+        done = weigh(hub, record, *args)  # its ticket and link are written by now...
         if record.local_id == "case-2":
             raise RuntimeError("disk I/O error")  # ...and then it fails
         return done
 
-    monkeypatch.setattr(services, "_ingest", breaks_on_case_2)
+    monkeypatch.setattr(services, "_weigh", breaks_on_case_2)
     process_events(ids)
 
     with hub.store.unit_of_work() as uow:
