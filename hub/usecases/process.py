@@ -217,7 +217,8 @@ def _apply_all(hub: Hub, uow: UnitOfWork, batch: Sequence[tuple[Mapping[str, Any
     new = [key for key in dict.fromkeys((r.system, r.local_id) for _, records in kept for r in records)
            if key not in ticket_of]
     new_ids = _new_ids(hub, uow, [(key, first_seen[key]) for key in new])
-    ticket_of.update(uow.tickets.create_linked([(new_ids[key], *key, first_seen[key]) for key in new],
+    # linked in key order: two workers opening overlapping sets wait for each other instead of deadlocking
+    ticket_of.update(uow.tickets.create_linked([(new_ids[key], *key, first_seen[key]) for key in sorted(new)],
                                                hub.settings.hub.business_code))
     created = {new_ids[key] for key in new if ticket_of[key] == new_ids[key]}
     existing = {ticket_of[(r.system, r.local_id)] for _, records in kept for r in records} - created

@@ -11,9 +11,9 @@ from sqlalchemy import Engine, select
 
 from hub.bootstrap import Hub, bootstrap
 from hub.config import load_settings
-from hub.store.tables import id_sequences
+from hub.store.tables import id_sequences, tickets
 from hub.usecases.ingest import accept_event
-from hub.usecases.process import process_event
+from hub.usecases.process import process_event, process_events
 from hub.usecases.ticket_ids import ID_BLOCK
 from tests.conftest import Clock
 
@@ -88,3 +88,38 @@ def test_two_workers_opening_tickets_at_once_never_hand_out_the_same_id(engine: 
     else:
         assert numbers == list(range(1, 81)) and last == 80
 
+
+
+def test_two_workers_given_notices_of_the_same_new_cases_at_once_open_one_ticket_each(
+        engine: Engine, clock: Clock) -> None:
+    """Two processes, two threads each, apply messages of 20 notices (`process_events`) about the same 20 new
+    cases, in opposite orders: every notice is applied, each case has one ticket (the losers' IDs are dropped,
+    not left as empty tickets), and every notice of a case is on its ticket's history."""
+    hubs = two_processes(engine, clock)
+    cases = [f"SAME-{n}" for n in range(20)]
+    messages = []
+    for worker, hub in enumerate(hubs):
+        for thread in range(2):
+            order = cases if (worker + thread) % 2 == 0 else cases[::-1]
+            messages.append((hub, [accept_event(hub, "crm", f"w{worker}t{thread}-{case}", {
+                "local_id": case, "modified_at": T0.isoformat(), "author": "agent@example.com",
+                "fields": {"contact": {"name": f"Ada {worker}{thread}"}}})[0] for case in order]))
+    results: list[object] = []
+    start = threading.Barrier(len(messages))
+
+    def work(hub: Hub, event_ids: list[str]) -> None:
+        start.wait(10)
+        results.extend(process_events(hub, event_ids))
+
+    threads = [threading.Thread(target=work, args=message) for message in messages]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [getattr(r, "state", r) for r in results] == ["processed"] * 80
+    with hubs[0].store.unit_of_work() as uow:
+        linked = {case: uow.tickets.find_by_xref("crm", case) for case in cases}
+        all_tickets = uow.conn.execute(select(tickets.c.ticket_id)).scalars().all()
+        histories = {case: {e.event_id for e in uow.tickets.history(ticket_id)} for case, ticket_id in linked.items()}
+    assert sorted(all_tickets) == sorted(linked.values()) and len(set(all_tickets)) == 20
+    assert all(len(events) == 4 for events in histories.values())
