@@ -257,15 +257,15 @@ def _new_ids(hub: Hub, uow: UnitOfWork, wanted: Sequence[tuple[tuple[str, str], 
     process's block (`hub.usecases.ticket_ids`); on SQLite taken in `uow`, the day's in one statement, gap-free
     and in order."""
     code = hub.settings.hub.business_code
-    if hub.engine.dialect.name == "postgresql":
-        blocks = hub.shared("ticket_ids", lambda: IdBlocks(hub.store))
-        return {key: blocks.take(received_at.date(), code) for key, received_at in wanted}
     by_day: dict[date, list[tuple[str, str]]] = {}
     for key, received_at in wanted:
         by_day.setdefault(received_at.date(), []).append(key)
+    blocks = hub.shared("ticket_ids", lambda: IdBlocks(hub.store)) if hub.engine.dialect.name == "postgresql" else None
     ids: dict[tuple[str, str], str] = {}
     for day, keys in by_day.items():
-        ids.update(zip(keys, uow.tickets.allocate_ticket_ids(day, code, len(keys)), strict=True))
+        taken = (blocks.take_many(day, code, len(keys)) if blocks
+                 else uow.tickets.allocate_ticket_ids(day, code, len(keys)))
+        ids.update(zip(keys, taken, strict=True))
     return ids
 
 

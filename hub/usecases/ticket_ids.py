@@ -32,15 +32,22 @@ class IdBlocks:
 
     def take(self, day: date, code: str) -> str:
         """The next unused ID of this process's block for (day, code); a new block when that one is used up."""
+        return self.take_many(day, code, 1)[0]
+
+    def take_many(self, day: date, code: str, count: int) -> list[str]:
+        """The next `count` unused IDs for (day, code), in order: what is left of this process's block, and if that
+        is not enough one new reservation for the rest (at least a block)."""
         with self._lock:
-            free = self._free.get((day, code))
-            if free:
-                return free.popleft()
+            free = self._free.setdefault((day, code), deque())
+            taken = [free.popleft() for _ in range(min(count, len(free)))]
+        if len(taken) == count:
+            return taken
+        wanted = count - len(taken)
         with self.store.unit_of_work() as uow:  # committed before any is used: never handed out twice
-            block = uow.tickets.allocate_ticket_ids(day, code, self.size)
+            block = uow.tickets.allocate_ticket_ids(day, code, max(self.size, wanted))
             uow.commit_before_use()
         with self._lock:
-            self._free.setdefault((day, code), deque()).extend(block[1:])
+            self._free.setdefault((day, code), deque()).extend(block[wanted:])
             for old in sorted(self._free)[:-_DAYS_KEPT]:
                 del self._free[old]
-        return block[0]
+        return taken + block[:wanted]
