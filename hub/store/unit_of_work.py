@@ -5,7 +5,7 @@ the repositories (tickets, inbox, deliveries, polls) on its connection; and grou
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any, Generic, TypeVar
 
@@ -62,13 +62,6 @@ class Store:
         their claims, and their outcomes, to one run that does them all in a few statements:
         `hub.usecases.deliver`.)"""
         return self._together([_Work(work)], anywhere)[0].outcome()
-
-    def together_each(self, works: Sequence[Callable[[UnitOfWork], T]], *, anywhere: bool = False
-                      ) -> list[T | BaseException]:
-        """Several works of this thread, each as `together` would run it: in order, what each returned or the
-        exception it raised (a work that raised is rolled back alone; the others are kept)."""
-        return [item.error if item.error is not None else item.result  # type: ignore[misc]
-                for item in self._together([_Work(work) for work in works], anywhere)]
 
     def _together(self, mine: list[_Work[T]], anywhere: bool) -> list[_Work[T]]:
         if self._writer is None and not anywhere:
