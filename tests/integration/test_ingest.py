@@ -90,6 +90,43 @@ def test_events_processed_together_match_one_by_one_and_a_failing_one_is_left_al
     assert tickets["CASE-1"] < tickets["CASE-3"]
 
 
+def test_a_message_mixing_kinds_of_event_gives_each_what_it_would_get_alone(hub: Hub) -> None:
+    """One message: a new case, a malformed notice, an ERP order no ticket links to, an event processed before, a
+    linked ERP order, and a second notice of the new case. Each ends as it would alone (processed, rejected with
+    the reason, orphan with the reason, left alone), the ERP's amount and the newer name are on the tickets, and
+    the new case's deliveries are published once, with the event that opened it."""
+    known = submit(hub, "crm", "e0", crm_case(0, contact={"name": "Known"}) | {"local_id": "CASE-0"}).ticket_id
+    with hub.store.unit_of_work() as uow:
+        uow.tickets.link(known, "erp", "SO-0", T0)
+        uow.commit()
+    erp = {"modified_at": (T0 + timedelta(minutes=1)).isoformat(), "author": "accounting",
+           "fields": {"sale": {"total_amount": "149.90"}}}
+    message = [accept_event(hub, system, external, payload)[0] for system, external, payload in [
+        ("crm", "e1", crm_case(0, contact={"name": "Ada"})),
+        ("crm", "e2", {"local_id": "CASE-9", "author": "x", "fields": {}}),
+        ("erp", "e3", {"local_id": "SO-9", **erp}),
+        ("crm", "e0", {}),  # the same webhook again: the event processed above
+        ("erp", "e4", {"local_id": "SO-0", **erp}),
+        ("crm", "e5", crm_case(5, contact={"name": "Ada Lovelace"})),
+    ]]
+
+    results = services.process_events(hub, message)
+
+    states = [getattr(r, "state", r) for r in results]
+    assert states == ["processed", "rejected", "orphan", "already processed", "processed", "processed"]
+    assert "modified_at" in (results[1].error or "") and "not a ticket origin" in (results[2].error or "")
+    assert results[0].created and not results[5].created and results[0].ticket_id == results[5].ticket_id
+    assert results[0].deliveries and not results[5].deliveries
+    with hub.store.unit_of_work() as uow:
+        assert [uow.inbox.get(i)["state"] for i in message] == [  # type: ignore[index]
+            "processed", "rejected", "orphan", "processed", "processed", "processed"]
+        assert uow.tickets.get(results[0].ticket_id).fields["customer.name"].value == "Ada Lovelace"
+        assert uow.tickets.get(known).fields["billing.amount"].value == "149.9"
+        assert uow.tickets.find_by_xref("erp", "SO-9") is None
+        history = [(h.event_id, h.field, h.outcome) for h in uow.tickets.history(results[0].ticket_id)]
+    assert history == [("crm:e1", "customer.name", "applied"), ("crm:e5", "customer.name", "applied")]
+
+
 def test_a_duplicate_event_id_is_accepted_once(hub: Hub) -> None:
     """The same webhook id delivered again is reported as a duplicate and stored once."""
     assert accept_event(hub, "crm", "e1", crm_case(0)) == ("crm:e1", False)
