@@ -149,7 +149,7 @@ def _process_set(hub: Hub, event_ids: Sequence[str], connector_for: Callable[[st
     try:
         done = retrying(partial(_apply_set, hub, event_ids, connector_for))
     except Exception as exc:  # noqa: BLE001 (each runs alone next, and reports its own error)
-        log.warning("events processed one by one: applying them together failed", events=len(event_ids),
+        log.warning("events processed one by one: applying them together failed", event_ids=list(event_ids),
                     error=type(exc).__name__)
         return {}
     for processed, system in done.values():
