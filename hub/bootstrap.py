@@ -34,7 +34,7 @@ from hub.workflow_files import load_workflow
 __all__ = ["Hub", "Runtime", "bootstrap", "current_runtime", "start_runtime", "utc_now", "webhook_secrets"]
 
 EVENT_BATCH = 20
-DELIVERY_BATCH = 8  # deliveries per task message: one event's fan-out travels (and is sent) together
+DELIVERY_BATCH = 32  # deliveries per task message: the fan-out of a message's events travels (and is sent) together
 READ_CONNECTIONS = 4  # per system, beside one for each write it may have in flight
 
 

@@ -28,6 +28,21 @@ class _Wired(Protocol):
 
 log = structlog.get_logger("tickethub.relay")
 
+ROUND_GOAL = 4  # events a busy round waits for (up to busy_gather)
+
+
+def gather_for(now: float, last_round: int, round_ends: tuple[float, float], gather: float, busy_gather: float,
+               busy_window: float) -> float:
+    """How long the relay gathers before a round: `gather` when events come a few a second (the last round
+    published one and ended `busy_window` ago or more); else long enough for ROUND_GOAL events at the pace of
+    the last round (`last_round` events since the round before it ended), `gather` at least and `busy_gather`
+    at most."""
+    before, last = round_ends
+    if last_round <= 1 and now - last >= busy_window:
+        return gather
+    for_goal = ROUND_GOAL * max(last - before, 0.001) / max(last_round, 1)
+    return max(gather, min(busy_gather, for_goal))
+
 
 class Relay(threading.Thread):
     """Publishes newly accepted events in batches: woken by intake with the accepted event's id, and on
@@ -38,17 +53,23 @@ class Relay(threading.Thread):
     undispatched again for the next round; if the process dies first, the sweeper finds them unprocessed
     and publishes them again. The inbox is scanned for undispatched events (accepted by a process with no
     relay, or left by a failed round) at most once per `interval`, since that scan walks the backlog.
-    Once woken the relay waits `gather` seconds before publishing, `busy_gather` when its last round
-    published more than one event: a round per webhook cost the API process more than the webhook itself
-    (bench/pipeline.py intake, embedded, two runs each: 654 and 767 webhooks/s gathering 2 ms, 766 and 879
-    gathering 10 ms), while at a few events per second waiting 10 ms would only delay them."""
+    Once woken the relay waits before publishing (`pause`): `gather` seconds when events come a few a second, up to
+    `busy_gather` when they come faster, so that a message carries several: a round per webhook cost the API
+    process more than the webhook itself (bench/pipeline.py intake, embedded, two runs each: 654 and 767
+    webhooks/s gathering 2 ms, 766 and 879 gathering 10 ms), and each message costs the events worker a
+    transaction and the deliveries worker a claim and an outcome. End to end at 100 events/s (bench/pipeline.py,
+    five receivers, one run each, embedded / PostgreSQL): the hub's CPU per event was 10.3-10.5 / 11.5 ms
+    gathering 2 ms (a message an event), 6.0 / 6.3 ms gathering 30 ms, 5.1 / 5.5 ms gathering 40 ms; 202 ->
+    processing p99 21-29 ms, 42 / 37 ms, 51 / 46 ms (its target: 50 ms). At higher rates a shorter pause gathers
+    as many (ROUND_GOAL), and waiting longer would only delay them."""
 
     def __init__(self, hub: _Wired, publish: Callable[[list[str]], None], interval: float, batch: int = 500,
-                 gather: float = 0.002, busy_gather: float = 0.01):
+                 gather: float = 0.002, busy_gather: float = 0.03, busy_window: float = 0.05):
         super().__init__(name="tickethub-relay", daemon=True)
         self.hub, self.publish, self.interval, self.batch, self.gather = hub, publish, interval, batch, gather
-        self.busy_gather = busy_gather
-        self._last_round = 0
+        self.busy_gather, self.busy_window = busy_gather, busy_window
+        self._last_round = 0  # events the last round published
+        self._round_ends = (-math.inf, -math.inf)  # when the round before it, and it, ended
         self.wake = threading.Event()
         self.stopped = threading.Event()
         self._told: dict[str, None] = {}  # insertion-ordered, told twice is published once
@@ -71,12 +92,12 @@ class Relay(threading.Thread):
         while not self.stopped.is_set():
             if self.wake.wait(self.interval) and self.gather:
                 # under load more arrive meanwhile: one round, one publish for them all
-                time.sleep(self.busy_gather if self._last_round > 1 else self.gather)
+                time.sleep(self.pause(time.monotonic()))
             self.wake.clear()
             try:
                 while (handled := self.relay_once()) >= self.batch:
                     pass
-                self._last_round = handled
+                self._last_round, self._round_ends = handled, (self._round_ends[1], time.monotonic())
                 if self._failing:
                     log.info("relay rounds succeed again")
                 self._failing = False
@@ -85,6 +106,10 @@ class Relay(threading.Thread):
                     log.warning("relay round failed; retrying every round until it works", error=type(exc).__name__,
                                 detail=reason(exc))
                 self._failing = True
+
+    def pause(self, now: float) -> float:
+        """How long to gather before this round (see `gather_for`)."""
+        return gather_for(now, self._last_round, self._round_ends, self.gather, self.busy_gather, self.busy_window)
 
     def relay_once(self) -> int:
         """Publish one batch: the events intake told about, and (once per interval) any found undispatched.
