@@ -126,13 +126,13 @@ def _messages(hub: Hub, logical: str) -> list[Any]:
 
 def test_published_deliveries_are_celery_task_messages_with_their_countdown(hub_with_runtime: Hub) -> None:
     """What the hub publishes itself is what Celery's apply_async would: protocol 2, JSON, the task's name,
-    its arguments (deliveries in batches of up to eight a message), and for a retry the time it is due."""
-    runtime = runtime_module.current_runtime()
+    its arguments (deliveries in batches of up to DELIVERY_BATCH a message), and for a retry the time it is due."""
+    runtime, most = runtime_module.current_runtime(), runtime_module.DELIVERY_BATCH
     before = datetime.now(UTC)
-    runtime.publish_deliveries(list(range(1, 11)), countdown=30)
+    runtime.publish_deliveries(list(range(1, most + 3)), countdown=30)
     messages = _messages(hub_with_runtime, "deliveries")
     assert [m.headers["task"] for m in messages] == ["tickethub.deliver_batch"] * 2
-    assert sorted(m.decode()[0] for m in messages) == [[[1, 2, 3, 4, 5, 6, 7, 8]], [[9, 10]]]
+    assert sorted(m.decode()[0] for m in messages) == [[list(range(1, most + 1))], [[most + 1, most + 2]]]
     assert all(m.content_type == "application/json" and m.headers["id"] == m.properties["correlation_id"]
                for m in messages)
     due = [datetime.fromisoformat(m.headers["eta"]) for m in messages]
@@ -150,6 +150,7 @@ def test_a_failed_direct_publish_hands_the_rest_to_celery_and_loses_nothing(hub_
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Producer, "publish", flaky)
-    runtime_module.current_runtime().publish_deliveries(list(range(1, 21)))  # three messages of up to eight
+    ids = list(range(1, 2 * runtime_module.DELIVERY_BATCH + 5))
+    runtime_module.current_runtime().publish_deliveries(ids)  # three messages
     taken = _messages(hub_with_runtime, "deliveries")
-    assert len(taken) == 3 and sorted(i for m in taken for i in m.decode()[0][0]) == list(range(1, 21))
+    assert len(taken) == 3 and sorted(i for m in taken for i in m.decode()[0][0]) == ids
