@@ -120,7 +120,7 @@ def process_events(hub: Hub, event_ids: Sequence[str], connector_for: Callable[[
     afresh, a record of an unknown system or linked to no ticket) are processed one by one afterwards.
     Measured (bench/pipeline.py, a backlog of 5,000 new tickets drained by one events worker): on PostgreSQL
     289-365 events/s one by one, 781-825 together; on SQLite 998/s several to a transaction, each event's
-    statements its own, 1,669/s together. Applied in-process on PostgreSQL (by hand, no Celery), 20 events at once
+    statements its own, 1,669/s 32 together (1,395 at 8, see SET_MAX). In-process on PostgreSQL (by hand), 20 at once
     cost the hub 0.5-0.65 ms of CPU per event and PostgreSQL 0.7 ms; one at a time, the hub 2.6-2.7 ms: at a
     few events a second the statements' fixed cost is the events worker's cost."""
     results: dict[str, Processed | Exception] = {}
