@@ -114,17 +114,10 @@ def _allocate_statement(dialect: str) -> Any:
 
 @cache
 def _link_statement(dialect: str, returning: bool = False) -> Any:
-    """INSERT an xref ... ON CONFLICT DO NOTHING (parameters by column name), with RETURNING ticket_id if
-    asked; built once per dialect."""
+    """INSERT an xref ... ON CONFLICT DO NOTHING (parameters by column name), with RETURNING (system, local_id)
+    if asked (which of several were linked); built once per dialect."""
     stmt = insert_for(dialect, xrefs).on_conflict_do_nothing(index_elements=["system", "local_id"])
-    return stmt.returning(xrefs.c.ticket_id) if returning else stmt
-
-
-@cache
-def _link_many_statement(dialect: str) -> Any:
-    """INSERT an xref ... ON CONFLICT DO NOTHING RETURNING (system, local_id): which of several were linked."""
-    return (insert_for(dialect, xrefs).on_conflict_do_nothing(index_elements=["system", "local_id"])
-            .returning(xrefs.c.system, xrefs.c.local_id))
+    return stmt.returning(xrefs.c.system, xrefs.c.local_id) if returning else stmt
 
 
 _NEW_TICKET = insert(tickets)
@@ -158,34 +151,16 @@ class TicketRepository:
                       ticket_id: str | None = None) -> tuple[str, bool]:
         """The ticket linked to (system, local_id), creating ticket and link if there is none.
 
-        Concurrent callers for the same local ID get the same ticket: the link is inserted with
-        ON CONFLICT DO NOTHING inside a savepoint, and the loser reads the winner's link.
-        `ticket_id`, if given, is an ID reserved earlier for this record; otherwise one is allocated here.
+        Concurrent callers for the same local ID get the same ticket (`create_linked`: the loser's ticket is
+        dropped and it gets the winner's). `ticket_id`, if given, is an ID reserved earlier for this record;
+        otherwise one is allocated here.
         """
         existing = self.find_by_xref(system, local_id)
         if existing is not None:
             return existing, False
-        if self.conn.dialect.name == "sqlite":  # the transaction holds the write lock: nobody links meanwhile
-            ticket_id = ticket_id or self.allocate_ticket_id(now.date(), code)
-            self.conn.execute(_NEW_TICKET, {"ticket_id": ticket_id, "business_code": code, "created_at": now,
-                                            "updated_at": now})
-            self.conn.execute(_NEW_XREF, {"system": system, "local_id": local_id, "ticket_id": ticket_id,
-                                          "created_at": now})
-            return ticket_id, True
-        with self.conn.begin_nested() as savepoint:
-            ticket_id = ticket_id or self.allocate_ticket_id(now.date(), code)
-            self.conn.execute(_NEW_TICKET, {"ticket_id": ticket_id, "business_code": code, "created_at": now,
-                                            "updated_at": now})
-            linked = self.conn.execute(_link_statement(self.conn.dialect.name, returning=True), {
-                "system": system, "local_id": local_id, "ticket_id": ticket_id, "created_at": now,
-            }).scalar_one_or_none()
-            if linked is None:
-                savepoint.rollback()
-        if linked is None:
-            winner = self.find_by_xref(system, local_id)
-            assert winner is not None, "xref insert conflicted but no xref is visible"
-            return winner, False
-        return ticket_id, True
+        ticket_id = ticket_id or self.allocate_ticket_id(now.date(), code)
+        linked = self.create_linked([(ticket_id, system, local_id, now)], code)[(system, local_id)]
+        return linked, linked == ticket_id
 
     def find_xrefs(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """(system, local ID) -> its ticket, for those of `keys` that are linked (one query)."""
@@ -209,7 +184,7 @@ class TicketRepository:
             self.conn.execute(_NEW_XREF, links)
             return ours
         linked = {(row.system, row.local_id)
-                  for row in self.conn.execute(_link_many_statement(self.conn.dialect.name), links)}
+                  for row in self.conn.execute(_link_statement(self.conn.dialect.name, returning=True), links)}
         lost = [key for key in ours if key not in linked]
         if lost:
             self.conn.execute(_DROP_TICKETS, {"ticket_ids": [ours[key] for key in lost]})

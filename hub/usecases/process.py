@@ -206,11 +206,9 @@ def _apply_all(hub: Hub, uow: UnitOfWork, batch: Sequence[tuple[Mapping[str, Any
     parsed: list[tuple[Mapping[str, Any], list[SourceRecord]]] = []
     for event, records in batch:
         if isinstance(records, Exception):
-            state = "orphan" if isinstance(records, RecordNotFound) else "rejected"
-            marks.append((event["event_id"], state, None, str(records)))
-            log.warning("event not applied", system=event["system"], event_id=event["event_id"], state=state,
-                        error=str(records))
-            done[event["event_id"]] = (Processed(event["event_id"], state, error=str(records)), event["system"])
+            refused = _not_applied(event, records)
+            marks.append((refused.event_id, refused.state, None, refused.error))
+            done[refused.event_id] = (refused, event["system"])
         else:
             parsed.append((event, records))
     first_seen: dict[tuple[str, str], datetime] = {}
@@ -345,9 +343,8 @@ def _records_or_error(hub: Hub, event: Mapping[str, Any], connector_for: Callabl
 
 
 def _apply_event(hub: Hub, uow: Any, event: Mapping[str, Any], records: list[SourceRecord] | Exception,
-                 new_ids: Mapping[tuple[str, str], str], commit: bool = True) -> Processed:
-    """Apply the event's records, mark it, schedule deliveries, and commit (one transaction) unless the
-    caller commits."""
+                 new_ids: Mapping[tuple[str, str], str]) -> Processed:
+    """Apply the event's records, mark it, schedule deliveries, and commit (one transaction)."""
     event_id, now = event["event_id"], hub.clock()
     ticket_ids: list[str] = []
     try:
@@ -360,19 +357,24 @@ def _apply_event(hub: Hub, uow: Any, event: Mapping[str, Any], records: list[Sou
             processed = Processed(event_id, "processed", processed.ticket_id or one.ticket_id,
                                   processed.created or one.created, processed.outcomes + one.outcomes)
     except (InvalidValue, OrphanRecord, RecordNotFound) as exc:
-        state = "orphan" if isinstance(exc, (OrphanRecord, RecordNotFound)) else "rejected"
-        uow.inbox.mark(event_id, state, now, error=str(exc))
-        if commit:
-            uow.commit()
-        log.warning("event not applied", system=event["system"], event_id=event_id, state=state, error=str(exc))
-        return Processed(event_id, state, error=str(exc))
+        refused = _not_applied(event, exc)
+        uow.inbox.mark(event_id, refused.state, now, error=refused.error)
+        uow.commit()
+        return refused
     uow.inbox.mark(event_id, "processed", now, ticket_id=processed.ticket_id)
     scheduled = []
     for ticket_id in dict.fromkeys(t for t in ticket_ids if t):
         scheduled.extend(uow.deliveries.schedule(ticket_id, now))
-    if commit:
-        uow.commit()
+    uow.commit()
     return replace(processed, deliveries=tuple(scheduled))
+
+
+def _not_applied(event: Mapping[str, Any], exc: Exception) -> Processed:
+    """What becomes of an event whose records could not be applied (logged): orphan (a record linked to no
+    ticket, or gone from its system) or rejected (a notice that does not parse)."""
+    state = "orphan" if isinstance(exc, (OrphanRecord, RecordNotFound)) else "rejected"
+    log.warning("event not applied", system=event["system"], event_id=event["event_id"], state=state, error=str(exc))
+    return Processed(event["event_id"], state, error=str(exc))
 
 
 def _logged(processed: Processed, system: str) -> Processed:
@@ -454,15 +456,11 @@ def _reserve_ids(hub: Hub, uow: Any, records: list[SourceRecord], received_at: d
     apply (which serialised every new ticket); on SQLite one by one in `uow`, committed here, for an apply
     that comes later in a transaction of its own. An ID not used after all (another worker linked the record
     first) is skipped, never reused."""
-    wanted = [(r.system, r.local_id) for r in records
-              if r.system in hub.settings.systems and hub.settings.systems[r.system].origin]
-    day, code = received_at.date(), hub.settings.hub.business_code
-    blocks = hub.shared("ticket_ids", lambda: IdBlocks(hub.store)) if hub.engine.dialect.name == "postgresql" else None
-    reserved: dict[tuple[str, str], str] = {}
-    for key in dict.fromkeys(wanted):
-        if uow.tickets.find_by_xref(*key) is None:
-            reserved[key] = blocks.take(day, code) if blocks else uow.tickets.allocate_ticket_id(day, code)
-    if reserved and blocks is None:
+    wanted = list(dict.fromkeys((r.system, r.local_id) for r in records
+                                if r.system in hub.settings.systems and hub.settings.systems[r.system].origin))
+    linked = uow.tickets.find_xrefs(wanted)
+    reserved = _new_ids(hub, uow, [(key, received_at) for key in wanted if key not in linked])
+    if reserved and hub.engine.dialect.name == "sqlite":
         uow.commit_before_use()
     return reserved
 

@@ -23,16 +23,12 @@ _DAYS_KEPT = 4  # blocks of older days a process still holds are dropped (an eve
 
 
 class IdBlocks:
-    """Thread-safe: `take` from any thread."""
+    """Thread-safe: `take_many` from any thread."""
 
     def __init__(self, store: Store, size: int = ID_BLOCK):
         self.store, self.size = store, size
         self._free: dict[tuple[date, str], deque[str]] = {}
         self._lock = threading.Lock()
-
-    def take(self, day: date, code: str) -> str:
-        """The next unused ID of this process's block for (day, code); a new block when that one is used up."""
-        return self.take_many(day, code, 1)[0]
 
     def take_many(self, day: date, code: str, count: int) -> list[str]:
         """The next `count` unused IDs for (day, code), in order: what is left of this process's block, and if that
