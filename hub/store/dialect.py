@@ -3,10 +3,17 @@ and a transaction's commit that need not wait for the disk."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import sqltypes
+
+from hub.store.tables import UTCDateTime
 
 
 def insert_for(dialect: str, table: Any) -> Any:
@@ -22,3 +29,113 @@ def commit_without_flush_wait(conn: Connection) -> None:
     in order), so that the locks it holds are let go at once rather than after the disk."""
     if conn.dialect.name == "postgresql":
         conn.execute(_NO_FLUSH_WAIT)
+
+
+# ---- many rows in one statement -----------------------------------------------------------------------------------
+#
+# SQLAlchemy's executemany sends a row at a time on psycopg (in its pipeline): each row's parameters processed in
+# Python and bound, each row an execution of its own in PostgreSQL. On PostgreSQL the rows go instead as one JSON
+# array (encoded in C by json.dumps), turned back into rows by json_to_recordset() in one INSERT (or UPDATE ...
+# FROM): in-process, a set of 32 new tickets applied together cost the hub 0.30-0.36 ms of CPU an event instead of
+# 0.44-0.56 (arrays through unnest() were no cheaper: psycopg dumps a list in Python). On SQLite executemany is a
+# loop in C already.
+
+def _record_column(column: Any) -> tuple[str, str]:
+    """(the column's type in json_to_recordset's row, the expression that writes it)."""
+    kind, name = column.type, column.name
+    if isinstance(kind, sqltypes.JSON):  # None as JSON null, as SQLAlchemy's JSON type stores it
+        return "jsonb", f"coalesce(u.{name}, 'null'::jsonb)"
+    if isinstance(kind, UTCDateTime):
+        return "timestamptz", f"u.{name}"
+    for sql, python in (("boolean", sqltypes.Boolean), ("bigint", sqltypes.BigInteger), ("integer", sqltypes.Integer),
+                        ("float8", sqltypes.Float), ("text", sqltypes.String)):
+        if isinstance(kind, python):
+            return sql, f"u.{name}"
+    raise TypeError(f"{column.table.name}.{name}: no JSON form for {kind!r}")
+
+
+def _as_json(table: Any, names: tuple[str, ...], rows: Sequence[Mapping[str, Any]]) -> str:
+    """`rows` as one JSON array (datetimes checked aware, moved to UTC, in ISO 8601)."""
+    stamps = [name for name in names if isinstance(table.c[name].type, UTCDateTime)]
+    if stamps:
+        rows = [{**row, **{name: _utc_iso(row[name]) for name in stamps}} for row in rows]
+    return json.dumps(rows)
+
+
+def _utc_iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r} given to the store; use UTC")
+    return value.astimezone(UTC).isoformat()
+
+
+def _recordset(table: Any, names: tuple[str, ...]) -> tuple[str, list[str]]:
+    columns = [_record_column(table.c[name]) for name in names]
+    source = ("json_to_recordset(%(rows)s::json) AS u("
+              + ", ".join(f"{name} {kind}" for name, (kind, _) in zip(names, columns, strict=True)) + ")")
+    return source, [expr for _, expr in columns]
+
+
+@cache
+def _json_insert(table: Any, names: tuple[str, ...], on_conflict: str, returning: tuple[str, ...]) -> str:
+    source, exprs = _recordset(table, names)
+    keys = [c.name for c in table.primary_key.columns]
+    conflict = ""
+    if on_conflict == "update":
+        conflict = (f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+                    + ", ".join(f"{name} = excluded.{name}" for name in names if name not in keys))
+    elif on_conflict == "nothing":
+        conflict = f" ON CONFLICT ({', '.join(keys)}) DO NOTHING"
+    return (f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(exprs)} FROM {source}{conflict}"
+            + (f" RETURNING {', '.join(returning)}" if returning else ""))
+
+
+def insert_many(conn: Connection, table: Any, rows: Sequence[Mapping[str, Any]], on_conflict: str | None = None,
+                returning: Sequence[str] = ()) -> list[Any]:
+    """INSERT `rows` (mappings with the same keys) into `table` in one statement, in their order: `on_conflict`
+    "update" (the primary key's row takes the given columns; of rows with one key the last wins, as a row at a
+    time would) or "nothing"; the `returning` columns of the rows inserted, if asked for."""
+    if not rows:
+        return []
+    names = tuple(rows[0])
+    keys = [c.name for c in table.primary_key.columns]
+    if on_conflict == "update":
+        rows = list({tuple(row[k] for k in keys): row for row in rows}.values())
+    if conn.dialect.name != "postgresql":
+        stmt = insert_for(conn.dialect.name, table)
+        if on_conflict == "update":
+            stmt = stmt.on_conflict_do_update(index_elements=keys,
+                                              set_={n: stmt.excluded[n] for n in names if n not in keys})
+        elif on_conflict == "nothing":
+            stmt = stmt.on_conflict_do_nothing()
+        if returning:
+            return list(conn.execute(stmt.returning(*(table.c[n] for n in returning)), list(rows)))
+        conn.execute(stmt, list(rows))
+        return []
+    result = conn.exec_driver_sql(_json_insert(table, names, on_conflict or "", tuple(returning)),
+                                  {"rows": _as_json(table, names, rows)})
+    return list(result) if returning else []
+
+
+@cache
+def _json_update(table: Any, key: str, names: tuple[str, ...]) -> str:
+    source, exprs = _recordset(table, names)
+    return (f"UPDATE {table.name} SET "
+            + ", ".join(f"{name} = {expr}" for name, expr in zip(names, exprs, strict=True) if name != key)
+            + f" FROM {source} WHERE {table.name}.{key} = u.{key}")
+
+
+def update_many(conn: Connection, table: Any, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """UPDATE the rows of `table` whose `key` column is each of `rows`' to that row's other values, in one
+    statement (of rows with one key the last wins, as a row at a time would)."""
+    if not rows:
+        return
+    names = tuple(rows[0])
+    rows = list({row[key]: row for row in rows}.values())
+    if conn.dialect.name != "postgresql":
+        conn.execute(table.update().where(table.c[key] == bindparam(f"k_{key}"))
+                     .values({name: bindparam(f"k_{name}") for name in names if name != key}),
+                     [{f"k_{name}": value for name, value in row.items()} for row in rows])
+        return
+    conn.exec_driver_sql(_json_update(table, key, names), {"rows": _as_json(table, names, rows)})

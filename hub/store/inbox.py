@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
-from hub.store.dialect import insert_for
+from hub.store.dialect import insert_for, update_many
 from hub.store.tables import inbox_events
 
 _GET_EVENT = select(inbox_events).where(inbox_events.c.event_id == bindparam("event_id"))
@@ -17,14 +17,6 @@ _LOCK_EVENT = _GET_EVENT.with_for_update()
 _GET_EVENTS = (select(inbox_events).where(inbox_events.c.event_id.in_(bindparam("event_ids", expanding=True)))
                .order_by(inbox_events.c.event_id))
 _LOCK_EVENTS = _GET_EVENTS.with_for_update()
-_MARK_EVENT = (
-    update(inbox_events)
-    .where(inbox_events.c.event_id == bindparam("b_event_id"))
-    .values(state=bindparam("b_state"), processed_at=bindparam("b_processed_at"),
-            ticket_id=bindparam("b_ticket_id"), error=bindparam("b_error"))
-)
-
-
 @cache
 def _accept_statement(dialect: str) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING event_id, with bound values; built once per dialect."""
@@ -85,9 +77,9 @@ class InboxRepository:
     def mark_many(self, marks: Sequence[tuple[str, str, str | None, str | None]], now: datetime) -> None:
         """`mark` several events, each (event ID, state, ticket ID, error), in one batch."""
         if marks:
-            self.conn.execute(_MARK_EVENT, [{"b_event_id": event_id, "b_state": state, "b_processed_at": now,
-                                             "b_ticket_id": ticket_id, "b_error": error}
-                                            for event_id, state, ticket_id, error in marks])
+            update_many(self.conn, inbox_events, "event_id", [
+                {"event_id": event_id, "state": state, "processed_at": now, "ticket_id": ticket_id, "error": error}
+                for event_id, state, ticket_id, error in marks])
 
     def mark_dispatched(self, event_ids: Sequence[str], now: datetime | None) -> None:
         """Stamp events as published now (a poller publishing its own), or as never published (None: a

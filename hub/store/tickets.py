@@ -14,7 +14,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_, up
 from hub.core.errors import TicketNotFound
 from hub.core.model import ApplyResult, FieldChange, FieldValue, Outcome, PendingWrite, Provenance, TicketState
 from hub.core.ticket_ids import format_ticket_id
-from hub.store.dialect import insert_for
+from hub.store.dialect import insert_for, insert_many
 from hub.store.tables import (
     audit_log,
     delivered_values,
@@ -26,7 +26,6 @@ from hub.store.tables import (
     xrefs,
 )
 
-_TABLES = {t.name: t for t in (field_values, outbox, delivered_values, ticket_workflow)}
 # Hot-path statements, built once: constructing a statement costs more than running it on SQLite.
 _ID: Any = bindparam("ticket_id")
 _FIND_XREF = select(xrefs.c.ticket_id).where(xrefs.c.system == bindparam("system"),
@@ -91,17 +90,6 @@ def _upsert(conn: Connection, table: Any) -> Any:
 
 
 @cache
-def _replace_statement(dialect: str, table_name: str) -> Any:
-    """INSERT ... ON CONFLICT (primary key) DO UPDATE every other column; built once per dialect."""
-    table = _TABLES[table_name]
-    stmt = insert_for(dialect, table)
-    keys = [c.name for c in table.primary_key.columns]
-    return stmt.on_conflict_do_update(
-        index_elements=keys, set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-    )
-
-
-@cache
 def _allocate_statement(dialect: str) -> Any:
     """Upsert that moves the (day, code) counter on by q_count and returns it; built once per dialect."""
     stmt = insert_for(dialect, id_sequences).values(day=bindparam("q_day"), business_code=bindparam("q_code"),
@@ -113,19 +101,9 @@ def _allocate_statement(dialect: str) -> Any:
 
 
 @cache
-def _link_statement(dialect: str, returning: bool = False) -> Any:
-    """INSERT an xref ... ON CONFLICT DO NOTHING (parameters by column name), with RETURNING (system, local_id)
-    if asked (which of several were linked); built once per dialect."""
-    stmt = insert_for(dialect, xrefs).on_conflict_do_nothing(index_elements=["system", "local_id"])
-    return stmt.returning(xrefs.c.system, xrefs.c.local_id) if returning else stmt
-
-
-_NEW_TICKET = insert(tickets)
-_NEW_XREF = insert(xrefs)
-
-
-def _replace(conn: Connection, table: Any) -> Any:
-    return _replace_statement(conn.dialect.name, table.name)
+def _link_statement(dialect: str) -> Any:
+    """INSERT an xref ... ON CONFLICT DO NOTHING (parameters by column name); built once per dialect."""
+    return insert_for(dialect, xrefs).on_conflict_do_nothing(index_elements=["system", "local_id"])
 
 
 class TicketRepository:
@@ -175,16 +153,16 @@ class TicketRepository:
         linked the record first (PostgreSQL), that one's (the ticket given is then dropped, unused)."""
         if not new:
             return {}
-        self.conn.execute(_NEW_TICKET, [{"ticket_id": ticket_id, "business_code": code, "created_at": at,
-                                         "updated_at": at} for ticket_id, _, _, at in new])
+        insert_many(self.conn, tickets, [{"ticket_id": ticket_id, "business_code": code, "created_at": at,
+                                          "updated_at": at} for ticket_id, _, _, at in new])
         links = [{"system": system, "local_id": local_id, "ticket_id": ticket_id, "created_at": at}
                  for ticket_id, system, local_id, at in new]
         ours = {(system, local_id): ticket_id for ticket_id, system, local_id, _ in new}
         if self.conn.dialect.name == "sqlite":  # the transaction holds the write lock: nobody links meanwhile
-            self.conn.execute(_NEW_XREF, links)
+            insert_many(self.conn, xrefs, links)
             return ours
-        linked = {(row.system, row.local_id)
-                  for row in self.conn.execute(_link_statement(self.conn.dialect.name, returning=True), links)}
+        linked = {(row.system, row.local_id) for row in insert_many(self.conn, xrefs, links, on_conflict="nothing",
+                                                                     returning=("system", "local_id"))}
         lost = [key for key in ours if key not in linked]
         if lost:
             self.conn.execute(_DROP_TICKETS, {"ticket_ids": [ours[key] for key in lost]})
@@ -278,20 +256,17 @@ class TicketRepository:
                     "marks": {key: at.isoformat() for key, at in sorted(after.marks.items())},
                 })
             audit += [_audit_row(ticket_id, o, now) for o in outcomes if o.kind != "duplicate"]
-        if fields:
-            self.conn.execute(_replace(self.conn, field_values), fields)
+        insert_many(self.conn, field_values, fields, on_conflict="update")
         if touched:
             self.conn.execute(_TOUCH_TICKETS, {"ticket_ids": touched, "b_updated_at": now})
         for table in (outbox, delivered_values):
             if gone[table.name]:  # the (ticket, system, field) rows `before` had and `after` no longer has
                 self.conn.execute(delete(table).where(
                     tuple_(table.c.ticket_id, table.c.system, table.c.field).in_(gone[table.name])))
-            if table is outbox and pending:
-                self.conn.execute(_replace(self.conn, outbox), pending)
-        if workflow:
-            self.conn.execute(_replace(self.conn, ticket_workflow), workflow)
-        if audit:
-            self.conn.execute(insert(audit_log), audit)
+            if table is outbox:
+                insert_many(self.conn, outbox, pending, on_conflict="update")
+        insert_many(self.conn, ticket_workflow, workflow, on_conflict="update")
+        insert_many(self.conn, audit_log, audit)
 
     def record_delivered(self, ticket_id: str, system: str, values: dict[str, Any], now: datetime) -> None:
         """Remember what the hub wrote to `system`, so that the system's report of it is an echo."""
@@ -301,8 +276,7 @@ class TicketRepository:
         """`record_delivered` for several (ticket, system, values, when) at once, in one statement."""
         rows = [{"ticket_id": ticket_id, "system": system, "field": f, "value": v, "delivered_at": now}
                 for ticket_id, system, values, now in written for f, v in values.items()]
-        if rows:
-            self.conn.execute(_replace(self.conn, delivered_values), rows)
+        insert_many(self.conn, delivered_values, rows, on_conflict="update")
 
     # ---- read side ----------------------------------------------------------------------------
 
@@ -362,16 +336,15 @@ class TicketRepository:
     def queue_writes(self, ticket_id: str, system: str, writes: Mapping[str, PendingWrite], now: datetime) -> None:
         """Put writes the hub owes `system` in the outbox (replacing older ones of the same fields), as apply
         would for a subscriber: used by reconciliation's repairs and operator decisions."""
-        if writes:
-            self.conn.execute(_replace(self.conn, outbox), [{
-                "ticket_id": ticket_id, "system": system, "field": name, "value": pw.value,
-                "system_field": pw.system_field, "system_value": pw.system_value,
-                "provenance": _provenance_to_json(pw.provenance), "queued_at": now} for name, pw in writes.items()])
+        insert_many(self.conn, outbox, [{
+            "ticket_id": ticket_id, "system": system, "field": name, "value": pw.value,
+            "system_field": pw.system_field, "system_value": pw.system_value,
+            "provenance": _provenance_to_json(pw.provenance), "queued_at": now} for name, pw in writes.items()],
+            on_conflict="update")
 
     def audit(self, ticket_id: str, outcomes: Sequence[Outcome], now: datetime) -> None:
         """Append entries to the ticket's history."""
-        if outcomes:
-            self.conn.execute(insert(audit_log), [_audit_row(ticket_id, o, now) for o in outcomes])
+        insert_many(self.conn, audit_log, [_audit_row(ticket_id, o, now) for o in outcomes])
 
     def audit_note(self, ticket_id: str, kind: str, status: str, now: datetime, reason: str) -> None:
         """A history entry the hub itself makes about the ticket's status (a dwell alert, an escalation)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -351,3 +351,52 @@ def test_a_work_postgresql_aborts_to_break_a_deadlock_runs_again_and_succeeds(pg
         assert len(runs) == 2  # aborted once, then through
     finally:
         engine.dispose()
+
+
+def test_rows_written_many_at_a_time_read_back_as_one_at_a_time(engine: Engine) -> None:
+    """The store's one-statement writes (the event apply's) keep what a row-at-a-time INSERT keeps: JSON values
+    nested, null and non-ASCII; datetimes of any zone as the same instant in UTC; on a key written twice, the last
+    row; ON CONFLICT DO NOTHING saying which rows went in."""
+    from sqlalchemy import insert, select
+    from sqlalchemy.exc import StatementError
+
+    from hub.store.dialect import insert_many
+    from hub.store.tables import outbox, xrefs
+
+    store = Store(engine)
+    with store.unit_of_work() as uow:
+        one, _ = uow.tickets.get_or_create("crm", "ONE", "SVC", T0)
+        many, _ = uow.tickets.get_or_create("crm", "MANY", "SVC", T0)
+        uow.commit()
+    beijing = timezone(timedelta(hours=8))
+    rows = [{"system": "erp", "field": "contact", "value": {"name": "王芳", "tags": [1, None, "x"]},
+             "system_field": "party.name", "system_value": None, "provenance": {"at": T0.isoformat()},
+             "queued_at": T0.astimezone(beijing)},
+            {"system": "mes", "field": "status", "value": None, "system_field": "state", "system_value": "done",
+             "provenance": {}, "queued_at": T0 + timedelta(microseconds=7)}]
+    with engine.begin() as conn:
+        for row in rows:
+            conn.execute(insert(outbox), {"ticket_id": one, **row})
+        insert_many(conn, outbox, [{"ticket_id": many, **row, "value": "older"} for row in rows])
+        insert_many(conn, outbox, [{"ticket_id": many, **row, "value": "stale"} for row in rows]
+                    + [{"ticket_id": many, **row} for row in rows], on_conflict="update")
+
+    def read(ticket_id: str) -> list[tuple[Any, ...]]:
+        with engine.connect() as conn:
+            found = conn.execute(select(outbox).where(outbox.c.ticket_id == ticket_id).order_by(outbox.c.system))
+            nulls = conn.execute(select(outbox.c.value.is_(None), outbox.c.system_value.is_(None))
+                                 .where(outbox.c.ticket_id == ticket_id).order_by(outbox.c.system))
+            return [(*row[1:], *isnull) for row, isnull in zip(found, nulls, strict=True)]
+
+    assert read(many) == read(one)
+    assert read(many)[0][6] == T0
+    with engine.begin() as conn:
+        taken = insert_many(conn, xrefs, [{"system": "crm", "local_id": "MANY", "ticket_id": one, "created_at": T0},
+                                          {"system": "erp", "local_id": "E-1", "ticket_id": one, "created_at": T0}],
+                            on_conflict="nothing", returning=("system", "local_id"))
+        assert [tuple(row) for row in taken] == [("erp", "E-1")]
+        with pytest.raises((ValueError, StatementError), match="naive datetime"):
+            insert_many(conn, xrefs, [{"system": "wms", "local_id": "W-1", "ticket_id": one,
+                                       "created_at": T0.replace(tzinfo=None)}])
+    with store.unit_of_work() as uow:
+        assert uow.tickets.find_by_xref("crm", "MANY") == many
