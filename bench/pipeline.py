@@ -56,6 +56,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRET = "whsec_" + base64.b64encode(b"tickethub-bench-secret-0123456789").decode()
 SECRET_ENV = "BENCH_CRM_WEBHOOK_SECRETS"
 SUBSCRIBERS = ("erp", "mes", "wms", "courier", "desk")
+# the acknowledgement targets at 500 webhooks/s with the workers busy: the embedded default's, team mode's
+ACK_P99_TARGET = {"embedded": 0.020, "team": 0.050}
 NOOP_QUEUE = "bench_noop"
 
 
@@ -1034,10 +1036,10 @@ def measure_ack_and_dispatch(backend: Backend, plan: Plan, procs: Processes, rep
     hub_ok, bare_ok = accepted(timed), accepted(bare_timed)
     hub_lat = [s.latency for s in hub_ok] + [math.inf] * (len(timed) - len(hub_ok))
     bare_lat = [s.latency for s in bare_ok] + [math.inf] * (len(bare_timed) - len(bare_ok))
-    p99 = pct(hub_lat, 0.99)
+    p99, target = pct(hub_lat, 0.99), ACK_P99_TARGET[backend.name]
     report.figure(backend.label, f"ack latency at {plan.ack_rate}/s",
                   f"hub p50 {ms(pct(hub_lat, 0.5))} p99 {ms(p99)} vs bare p50 {ms(pct(bare_lat, 0.5))} p99 "
-                  f"{ms(pct(bare_lat, 0.99))} (target p99 <= 20 ms){refusals(timed)}", verdict(p99 <= 0.020),
+                  f"{ms(pct(bare_lat, 0.99))} (target p99 <= {ms(target)}){refusals(timed)}", verdict(p99 <= target),
                   f"{len(timed):,} webhooks on a fixed schedule over {plan.ack_s:.0f} s, each timed from when it was "
                   "due to its 202 (a server that falls behind is charged for the wait); events worker running, no "
                   "deliveries worker")

@@ -9,9 +9,10 @@ Fields that arrive meanwhile wait in the outbox for the next delivery.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -89,6 +90,20 @@ def _pending_from(dialect: str, waiting: Any) -> Any:
             .on_conflict_do_nothing(index_elements=["ticket_id", "system"], index_where=_ACTIVE))
 
 
+_SCHEDULE_PAIRS = (  # PostgreSQL: _pending_from for (ticket, system) pairs given as a JSON array
+    "INSERT INTO deliveries (ticket_id, system, state, fields, attempts, created_at, updated_at) "
+    "SELECT u.ticket_id, u.system, 'pending', '{}'::jsonb, 0, %(now)s, %(now)s "
+    "FROM json_to_recordset(%(rows)s::json) AS u(ticket_id text, system text) "
+    f"ON CONFLICT (ticket_id, system) WHERE state IN ({', '.join(repr(s) for s in ACTIVE_DELIVERY_STATES)}) "
+    "DO NOTHING RETURNING id, ticket_id")
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r} given to the store; use UTC")
+    return moment.astimezone(UTC)
+
+
 _LOCAL_ID = (select(xrefs.c.local_id)
              .where(xrefs.c.ticket_id == deliveries.c.ticket_id, xrefs.c.system == deliveries.c.system)
              .order_by(xrefs.c.created_at).limit(1).scalar_subquery().label("local_id"))
@@ -146,6 +161,22 @@ class DeliveryRepository:
             for row in self.conn.execute(_schedule_statement(self.conn.dialect.name),
                                          {"s_tickets": list(created), "s_now": now}):
                 created[row.ticket_id].append(int(row.id))
+        return {ticket_id: sorted(ids) for ticket_id, ids in created.items()}
+
+    def schedule_written(self, pairs: Sequence[tuple[str, str]], now: datetime) -> dict[str, list[int]]:
+        """`schedule_tickets` for tickets whose outbox this transaction has just written, given as the (ticket,
+        system) pairs that have rows there now: per ticket, the deliveries created. On PostgreSQL the pairs go in
+        as they are, the outbox unread: a planner whose statistics lagged behind a backlog read it whole for every
+        set of events (2.3 ms a set of 32 at 15,000 rows, and growing with it)."""
+        tickets = list(dict.fromkeys(ticket_id for ticket_id, _ in pairs))
+        if self.conn.dialect.name != "postgresql":
+            return self.schedule_tickets(tickets, now)
+        created: dict[str, list[int]] = {ticket_id: [] for ticket_id in tickets}
+        if pairs:
+            rows = [{"ticket_id": ticket_id, "system": system} for ticket_id, system in sorted(set(pairs))]
+            for delivery_id, ticket_id in self.conn.exec_driver_sql(
+                    _SCHEDULE_PAIRS, {"rows": json.dumps(rows), "now": _utc(now)}):
+                created[ticket_id].append(int(delivery_id))
         return {ticket_id: sorted(ids) for ticket_id, ids in created.items()}
 
     def schedule_many(self, pairs: Sequence[tuple[str, str]], now: datetime) -> dict[tuple[str, str], list[int]]:

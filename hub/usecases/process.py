@@ -248,7 +248,8 @@ def _apply_all(hub: Hub, uow: UnitOfWork, batch: Sequence[tuple[Mapping[str, Any
         done[event_id] = (processed, event["system"])
     uow.tickets.save_many([(before[t], states[t], outcomes[t], t in created) for t in states], now)
     uow.inbox.mark_many(marks, now)
-    scheduled = uow.deliveries.schedule_tickets(list(states), now)
+    scheduled = uow.deliveries.schedule_written(  # a pending delivery for each system the outbox now owes a write
+        [(t, system) for t, state in states.items() for system, writes in state.pending.items() if writes], now)
     for event_id, tickets in touched.items():  # a ticket's deliveries are published with the first event on it
         deliveries = [d for ticket_id in dict.fromkeys(tickets) for d in scheduled.pop(ticket_id, [])]
         processed, system = done[event_id]
