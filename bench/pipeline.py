@@ -823,15 +823,25 @@ class HubInstance:
         without progress (a message the broker lost is only re-sent by the sweeper, after 30 s)."""
         deadline, last, progressed = time.monotonic() + cap, -1, time.monotonic()
         while True:
-            rows = self.events(prefix)
-            done = sum(getattr(r, column) is not None for r in rows.values())
+            done = self.count_events(prefix, column)
             now = time.monotonic()
             if done != last:
                 last, progressed = done, now
             if done >= count or now > deadline or now - progressed > stall:
-                return rows
+                return self.events(prefix)
             self.procs.check(*self.procs.running)
             time.sleep(0.25)
+
+    def count_events(self, prefix: str, column: str) -> int:
+        """How many of the run's events have `column` set: counted by the database (reading every row four times a
+        second cost the database being measured a share of a core)."""
+        from sqlalchemy import func, select
+
+        from hub.store.tables import inbox_events as t
+
+        with self.db() as conn:
+            return int(conn.execute(select(func.count()).select_from(t).where(
+                t.c.external_id.like(f"{prefix}-%"), t.c[column].is_not(None))).scalar_one())
 
 
 def event_threads(sqlite: bool) -> int:

@@ -138,9 +138,12 @@ def beat(ctx: typer.Context) -> None:
 def default_event_threads(dialect: str) -> int:
     """On SQLite one thread: writes take turns anyway, and with four the thread holding the write lock
     waited for the interpreter behind the others (bench/pipeline.py's acknowledgement run, 500/s with the
-    events worker busy, two runs each: p99 130-142 ms with 4 threads, 40-45 ms with 1, no slower). More
-    help where each notice is read from its system over HTTP (BottleCRM, Tryton): `--event-threads`."""
-    return 1 if dialect == "sqlite" else 4
+    events worker busy, two runs each: p99 130-142 ms with 4 threads, 40-45 ms with 1, no slower). On
+    PostgreSQL a thread waits for the database through most of a set's statements: draining a backlog of new
+    tickets (five subscribers), one worker did 1,195-1,314 events/s with 4 threads, 1,345-1,540 with 8, 1,536
+    with 16. More help where each notice is read from its system over HTTP (BottleCRM, Tryton):
+    `--event-threads`."""
+    return 1 if dialect == "sqlite" else 8
 
 
 @app.command("up")
