@@ -99,23 +99,37 @@ def insert_many(conn: Connection, table: Any, rows: Sequence[Mapping[str, Any]],
     if not rows:
         return []
     names = tuple(rows[0])
-    keys = [c.name for c in table.primary_key.columns]
     if on_conflict == "update":
+        keys = [c.name for c in table.primary_key.columns]
         rows = list({tuple(row[k] for k in keys): row for row in rows}.values())
     if conn.dialect.name != "postgresql":
-        stmt = insert_for(conn.dialect.name, table)
-        if on_conflict == "update":
-            stmt = stmt.on_conflict_do_update(index_elements=keys,
-                                              set_={n: stmt.excluded[n] for n in names if n not in keys})
-        elif on_conflict == "nothing":
-            stmt = stmt.on_conflict_do_nothing()
-        if returning:
-            return list(conn.execute(stmt.returning(*(table.c[n] for n in returning)), list(rows)))
-        conn.execute(stmt, list(rows))
-        return []
+        result = conn.execute(_core_insert(conn.dialect.name, table, names, on_conflict or "", tuple(returning)),
+                              list(rows))
+        return list(result) if returning else []
     result = conn.exec_driver_sql(_json_insert(table, names, on_conflict or "", tuple(returning)),
                                   {"rows": _as_json(table, names, rows)})
     return list(result) if returning else []
+
+
+@cache
+def _core_insert(dialect: str, table: Any, names: tuple[str, ...], on_conflict: str, returning: tuple[str, ...]
+                 ) -> Any:
+    """insert_many's statement for executemany (SQLite); built once."""
+    stmt = insert_for(dialect, table)
+    if on_conflict == "update":
+        keys = [c.name for c in table.primary_key.columns]
+        stmt = stmt.on_conflict_do_update(index_elements=keys,
+                                          set_={n: stmt.excluded[n] for n in names if n not in keys})
+    elif on_conflict == "nothing":
+        stmt = stmt.on_conflict_do_nothing()
+    return stmt.returning(*(table.c[n] for n in returning)) if returning else stmt
+
+
+@cache
+def _core_update(table: Any, key: str, names: tuple[str, ...]) -> Any:
+    """update_many's statement for executemany (SQLite), parameters k_<column>; built once."""
+    return (table.update().where(table.c[key] == bindparam(f"k_{key}"))
+            .values({name: bindparam(f"k_{name}") for name in names if name != key}))
 
 
 @cache
@@ -134,8 +148,7 @@ def update_many(conn: Connection, table: Any, key: str, rows: Sequence[Mapping[s
     names = tuple(rows[0])
     rows = list({row[key]: row for row in rows}.values())
     if conn.dialect.name != "postgresql":
-        conn.execute(table.update().where(table.c[key] == bindparam(f"k_{key}"))
-                     .values({name: bindparam(f"k_{name}") for name in names if name != key}),
-                     [{f"k_{name}": value for name, value in row.items()} for row in rows])
+        conn.execute(_core_update(table, key, names), [{f"k_{name}": value for name, value in row.items()}
+                                                       for row in rows])
         return
     conn.exec_driver_sql(_json_update(table, key, names), {"rows": _as_json(table, names, rows)})
