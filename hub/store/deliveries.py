@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, literal, or_, select, text, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, literal, or_, select, text, tuple_, update
 
-from hub.store.dialect import insert_for
+from hub.store.dialect import insert_for, insert_many, update_many
 from hub.store.tables import (
     ACTIVE_DELIVERY_STATES,
     JsonValue,
@@ -115,10 +115,6 @@ _IN_FLIGHT_BY_SYSTEM = (select(deliveries.c.system, func.count()).select_from(de
                                deliveries.c.lease_until > _P("c_now", type_=UTCDateTime),
                                deliveries.c.id.not_in(_P("c_ids", expanding=True)))
                         .group_by(deliveries.c.system))
-_TO_IN_FLIGHT = (update(deliveries).where(deliveries.c.id == _P("c_id"))
-                 .values(state="in_flight", fields=_P("c_fields", type_=JsonValue), attempts=_P("c_attempts"),
-                         updated_at=_P("c_now", type_=UTCDateTime), lease_until=_P("c_lease", type_=UTCDateTime),
-                         first_accepted_at=_P("c_first", type_=UTCDateTime), claimed_by=_P("c_by")))
 _SUPERSEDED = (update(deliveries).where(deliveries.c.id == _P("c_id"))
                .values(state="superseded", updated_at=_P("c_now", type_=UTCDateTime), lease_until=None))
 _ALL_MINE = and_(tuple_(deliveries.c.id, deliveries.c.attempts).in_(_P("f_held", expanding=True)),
@@ -136,7 +132,6 @@ _VERDICTS: dict[str, dict[str, Any]] = {
 # for every (id, attempt) in f_held at once, saying which of them the claim (that attempt) still held
 _FINISHED_ALL = {verdict: update(deliveries).where(_ALL_MINE).values(**values).returning(deliveries.c.id)
                  for verdict, values in _VERDICTS.items()}
-_ATTEMPT = insert(delivery_attempts)
 # PostgreSQL: claims take turns, so that each counts the deliveries in flight truly. One lock for every
 # system, not one each: a worker claims several deliveries in one transaction (its threads' claims combined),
 # and two workers taking two systems' locks in opposite orders would deadlock.
@@ -254,14 +249,14 @@ class DeliveryRepository:
                 continue
             accepted = [datetime.fromisoformat(f["provenance"]["received_at"]) for f in fields.values()]
             first_accepted = row.first_accepted_at or min(accepted)
-            updates.append({"c_id": int(row.id), "c_fields": fields, "c_attempts": row.attempts + 1, "c_now": now,
-                            "c_lease": now + lease, "c_first": first_accepted, "c_by": worker})
+            updates.append({"id": int(row.id), "state": "in_flight", "fields": fields, "attempts": row.attempts + 1,
+                            "updated_at": now, "lease_until": now + lease, "first_accepted_at": first_accepted,
+                            "claimed_by": worker})
             results[int(row.id)] = Claim(int(row.id), row.ticket_id, row.system, row.local_id, fields,
                                          row.attempts + 1, row.created_at, first_accepted)
         if superseded:
             self.conn.execute(_SUPERSEDED, superseded)
-        if updates:
-            self.conn.execute(_TO_IN_FLIGHT, updates)
+        update_many(self.conn, deliveries, "id", updates)
         return results
 
     def finish(self, claim: Claim, verdict: str, now: datetime, status_code: int | None, error: str | None,
@@ -286,12 +281,10 @@ class DeliveryRepository:
 
     def record_attempts(self, finishes: Sequence[Finish], late: Collection[int] = ()) -> None:
         """An attempt row for each (its verdict, or `late` for the deliveries in `late`), in one statement."""
-        if finishes:
-            self.conn.execute(_ATTEMPT, [{
-                "delivery_id": f.claim.delivery_id, "number": f.claim.attempt, "started_at": f.started,
-                "finished_at": f.finished, "outcome": "late" if f.claim.delivery_id in late else f.verdict,
-                "status_code": f.status_code, "error": f.error, "retry_after_seconds": f.retry_after}
-                for f in finishes])
+        insert_many(self.conn, delivery_attempts, [{
+            "delivery_id": f.claim.delivery_id, "number": f.claim.attempt, "started_at": f.started,
+            "finished_at": f.finished, "outcome": "late" if f.claim.delivery_id in late else f.verdict,
+            "status_code": f.status_code, "error": f.error, "retry_after_seconds": f.retry_after} for f in finishes])
 
     def replay(self, delivery_id: int, now: datetime) -> tuple[list[int], list[str]]:
         """Put a dead delivery's fields back in the outbox and schedule them; fields whose value has
