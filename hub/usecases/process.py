@@ -119,10 +119,11 @@ def process_events(hub: Hub, event_ids: Sequence[str], connector_for: Callable[[
     its own. The rest (records read from their system over HTTP, a status claim whose evidence is asked for
     afresh, a record of an unknown system or linked to no ticket) are processed one by one afterwards.
     Measured (bench/pipeline.py, a backlog of 5,000 new tickets drained by one events worker): on PostgreSQL
-    289-365 events/s one by one, 781-825 together; on SQLite 998/s several to a transaction, each event's
-    statements its own, 1,669/s 32 together (1,395 at 8, see SET_MAX). In-process on PostgreSQL (by hand), 20 at once
-    cost the hub 0.5-0.65 ms of CPU per event and PostgreSQL 0.7 ms; one at a time, the hub 2.6-2.7 ms: at a
-    few events a second the statements' fixed cost is the events worker's cost."""
+    289-365 events/s one by one, 781-825 together with a statement a row, 1,118-1,504 with a statement a table
+    (`hub.store.dialect.insert_many`); on SQLite 998/s several to a transaction, each event's statements its own,
+    1,669/s 32 together (1,395 at 8, see SET_MAX). In-process on PostgreSQL (by hand, five subscribers), 20-32 at
+    once cost the hub 0.36-0.47 ms of CPU per event and PostgreSQL 0.38-0.48 ms; one at a time, the hub 2.6-2.7 ms:
+    at a few events a second the statements' fixed cost is the events worker's cost."""
     results: dict[str, Processed | Exception] = {}
     ids = list(dict.fromkeys(event_ids))
     most = SET_MAX[hub.engine.dialect.name]
