@@ -53,9 +53,9 @@ DATABASE_AWAY = "the database is not reachable right now; nothing was stored: se
 
 # The threads that store webhooks (each waits for its group commit, `Store.together`): this process's own, started
 # with the API (`start_store_threads`) and kept. Starlette's thread pool starts a thread when a burst needs one and
-# drops it after 10 s idle; each start waits for the interpreter behind the busy threads, and the first burst after
-# a quiet spell was answered up to 100 ms late (bench/pipeline.py's acknowledgement run: the worst 30 of 2,500 all
-# within its first 70 ms).
+# drops it after 10 s idle, and each start waits for the interpreter behind the busy threads: the API's first burst
+# after start-up (bench/pipeline.py's acknowledgement run, 500/s, PostgreSQL; its worst 30 of 2,500 all within the
+# first 70 ms) had p99 118-150 ms, 78-110 ms on threads of its own, 6-40 ms with `settle_heap` too (hub/cli/serve.py).
 STORE_THREADS = 40
 _store_pool: ThreadPoolExecutor | None = None
 _store_pool_lock = threading.Lock()

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, literal, or_, select, text, tuple_, update
 
-from hub.store.dialect import insert_for, insert_many, update_many
+from hub.store.dialect import insert_for, insert_many, update_many, utc
 from hub.store.tables import (
     ACTIVE_DELIVERY_STATES,
     JsonValue,
@@ -98,12 +98,6 @@ _SCHEDULE_PAIRS = (  # PostgreSQL: _pending_from for (ticket, system) pairs give
     "DO NOTHING RETURNING id, ticket_id")
 
 
-def _utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        raise ValueError(f"naive datetime {moment!r} given to the store; use UTC")
-    return moment.astimezone(UTC)
-
-
 _LOCAL_ID = (select(xrefs.c.local_id)
              .where(xrefs.c.ticket_id == deliveries.c.ticket_id, xrefs.c.system == deliveries.c.system)
              .order_by(xrefs.c.created_at).limit(1).scalar_subquery().label("local_id"))
@@ -170,7 +164,7 @@ class DeliveryRepository:
         if pairs:
             rows = [{"ticket_id": ticket_id, "system": system} for ticket_id, system in sorted(set(pairs))]
             for delivery_id, ticket_id in self.conn.exec_driver_sql(
-                    _SCHEDULE_PAIRS, {"rows": json.dumps(rows), "now": _utc(now)}):
+                    _SCHEDULE_PAIRS, {"rows": json.dumps(rows), "now": utc(now)}):
                 created[ticket_id].append(int(delivery_id))
         return {ticket_id: sorted(ids) for ticket_id, ids in created.items()}
 

@@ -63,11 +63,14 @@ def _as_json(table: Any, names: tuple[str, ...], rows: Sequence[Mapping[str, Any
 
 
 def _utc_iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
+    return None if value is None else utc(value).isoformat()
+
+
+def utc(value: datetime) -> datetime:
+    """`value` in UTC, as the store keeps every moment; a naive datetime is refused (as UTCDateTime refuses it)."""
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r} given to the store; use UTC")
-    return value.astimezone(UTC).isoformat()
+    return value.astimezone(UTC)
 
 
 def _recordset(table: Any, names: tuple[str, ...]) -> tuple[str, list[str]]:

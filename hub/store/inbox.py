@@ -17,6 +17,8 @@ _LOCK_EVENT = _GET_EVENT.with_for_update()
 _GET_EVENTS = (select(inbox_events).where(inbox_events.c.event_id.in_(bindparam("event_ids", expanding=True)))
                .order_by(inbox_events.c.event_id))
 _LOCK_EVENTS = _GET_EVENTS.with_for_update()
+
+
 @cache
 def _accept_statement(dialect: str) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING event_id, with bound values; built once per dialect."""
