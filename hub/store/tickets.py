@@ -85,10 +85,6 @@ class AuditEntry:
     recorded_at: datetime
 
 
-def _upsert(conn: Connection, table: Any) -> Any:
-    return insert_for(conn.dialect.name, table)
-
-
 @cache
 def _allocate_statement(dialect: str) -> Any:
     """Upsert that moves the (day, code) counter on by q_count and returns it; built once per dialect."""
