@@ -17,6 +17,11 @@ from concurrent.futures import Future
 
 import aiohttp
 
+try:  # libuv's loop: the same aiohttp, a fifth less CPU per write (bench/pipeline.py's floors); not on Windows
+    import uvloop
+except ImportError:  # pragma: no cover (installed with tickethub where it exists)
+    uvloop = None  # type: ignore[assignment]
+
 from hub.core.ports import HttpAnswer, HttpWrite
 
 # aiohttp's own defaults would add these, differently from httpx; the same for every receiver either way
@@ -29,7 +34,7 @@ class AsyncSender:
     def __init__(self, timeout_seconds: float, connections: int = 256):
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self.connections = connections
-        self.loop = asyncio.new_event_loop()
+        self.loop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
         self._session: aiohttp.ClientSession | None = None
         self._ready = threading.Event()
         self._failed: BaseException | None = None

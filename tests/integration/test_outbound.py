@@ -88,3 +88,10 @@ def test_many_writes_go_out_at_once_from_one_loop(receiver: Receiver) -> None:
     assert [a.status for a in answers] == [200] * 20
     assert sorted(b["delivery_id"] for b in receiver.bodies()) == list(range(1, 21))
     sender.close()
+
+
+def test_the_sender_runs_on_libuvs_loop_where_it_is_installed(sender: AsyncSender, receiver: Receiver) -> None:
+    uvloop = pytest.importorskip("uvloop")  # not on Windows: there the standard loop sends the same requests
+    assert isinstance(sender.loop, uvloop.Loop)
+    [answer] = sender.send([GenericConnector("erp", receiver.url, OUT_SECRET, httpx.Client()).prepare(_request())])
+    assert answer.status == 200 and receiver.received[0].raw
