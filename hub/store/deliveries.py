@@ -9,7 +9,6 @@ Fields that arrive meanwhile wait in the outbox for the next delivery.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, literal, or_, select, text, tuple_, update
 
-from hub.store.dialect import insert_for, insert_many, update_many, utc
+from hub.store.dialect import as_json, insert_for, insert_many, update_many, utc
 from hub.store.tables import (
     ACTIVE_DELIVERY_STATES,
     JsonValue,
@@ -109,6 +108,9 @@ _IN_FLIGHT_BY_SYSTEM = (select(deliveries.c.system, func.count()).select_from(de
                                deliveries.c.lease_until > _P("c_now", type_=UTCDateTime),
                                deliveries.c.id.not_in(_P("c_ids", expanding=True)))
                         .group_by(deliveries.c.system))
+_TAKE_OUTBOX = (delete(outbox).where(tuple_(outbox.c.ticket_id, outbox.c.system).in_(_P("c_pairs", expanding=True)))
+                .returning(outbox.c.ticket_id, outbox.c.system, outbox.c.field, outbox.c.system_field,
+                           outbox.c.system_value, outbox.c.value, outbox.c.provenance))
 _SUPERSEDED = (update(deliveries).where(deliveries.c.id == _P("c_id"))
                .values(state="superseded", updated_at=_P("c_now", type_=UTCDateTime), lease_until=None))
 _ALL_MINE = and_(tuple_(deliveries.c.id, deliveries.c.attempts).in_(_P("f_held", expanding=True)),
@@ -164,7 +166,7 @@ class DeliveryRepository:
         if pairs:
             rows = [{"ticket_id": ticket_id, "system": system} for ticket_id, system in sorted(set(pairs))]
             for delivery_id, ticket_id in self.conn.exec_driver_sql(
-                    _SCHEDULE_PAIRS, {"rows": json.dumps(rows), "now": utc(now)}):
+                    _SCHEDULE_PAIRS, {"rows": as_json(rows), "now": utc(now)}):
                 created[ticket_id].append(int(delivery_id))
         return {ticket_id: sorted(ids) for ticket_id, ids in created.items()}
 
@@ -225,10 +227,7 @@ class DeliveryRepository:
         taken: dict[tuple[str, str], dict[str, Any]] = {}
         first_time = [(r.ticket_id, r.system) for r in admitted if r.attempts == 0]
         if first_time:
-            for pending in self.conn.execute(
-                    delete(outbox).where(tuple_(outbox.c.ticket_id, outbox.c.system).in_(first_time))
-                    .returning(outbox.c.ticket_id, outbox.c.system, outbox.c.field, outbox.c.system_field,
-                               outbox.c.system_value, outbox.c.value, outbox.c.provenance)):
+            for pending in self.conn.execute(_TAKE_OUTBOX, {"c_pairs": first_time}):
                 taken.setdefault((pending.ticket_id, pending.system), {})[pending.field] = {
                     "system_field": pending.system_field, "system_value": pending.system_value,
                     "value": pending.value, "provenance": pending.provenance}

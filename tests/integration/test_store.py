@@ -355,8 +355,8 @@ def test_a_work_postgresql_aborts_to_break_a_deadlock_runs_again_and_succeeds(pg
 
 def test_rows_written_many_at_a_time_read_back_as_one_at_a_time(engine: Engine) -> None:
     """The store's one-statement writes (the event apply's) keep what a row-at-a-time INSERT keeps: JSON values
-    nested, null and non-ASCII; datetimes of any zone as the same instant in UTC; on a key written twice, the last
-    row; ON CONFLICT DO NOTHING saying which rows went in."""
+    nested, null and non-ASCII, numbers of any size (beyond 64 bits too); datetimes of any zone as the same instant
+    in UTC; on a key written twice, the last row; ON CONFLICT DO NOTHING saying which rows went in."""
     from sqlalchemy import insert, select
     from sqlalchemy.exc import StatementError
 
@@ -369,7 +369,7 @@ def test_rows_written_many_at_a_time_read_back_as_one_at_a_time(engine: Engine) 
         many, _ = uow.tickets.get_or_create("crm", "MANY", "SVC", T0)
         uow.commit()
     beijing = timezone(timedelta(hours=8))
-    rows = [{"system": "erp", "field": "contact", "value": {"name": "王芳", "tags": [1, None, "x"]},
+    rows = [{"system": "erp", "field": "contact", "value": {"name": "王芳", "tags": [1, None, "x", 0.1, 2**70]},
              "system_field": "party.name", "system_value": None, "provenance": {"at": T0.isoformat()},
              "queued_at": T0.astimezone(beijing)},
             {"system": "mes", "field": "status", "value": None, "system_field": "state", "system_value": "done",
@@ -400,3 +400,4 @@ def test_rows_written_many_at_a_time_read_back_as_one_at_a_time(engine: Engine) 
                                        "created_at": T0.replace(tzinfo=None)}])
     with store.unit_of_work() as uow:
         assert uow.tickets.find_by_xref("crm", "MANY") == many
+
