@@ -87,3 +87,35 @@ def test_a_process_starting_while_the_database_is_away_waits_and_says_so_once() 
         wait_for_database(engine, say=said.append, sleep=nap)
     assert len(said) == 1 and said[0].startswith("waiting for the database at postgresql+psycopg://hub@127.0.0.1")
     assert naps == [0.25, 0.5, 1.0, 2.0, 4.0, 5.0]  # back-off, capped
+
+
+def test_a_pooled_connection_whose_server_side_died_is_replaced(pg_url: str, pg_admin: Engine) -> None:
+    """A pooled connection PostgreSQL dropped (a restart, a terminated backend): if it rested, the checkout notices
+    and reconnects, and the work runs as if nothing happened; if it was in use moments ago, the first statement
+    fails as `unavailable` (the API's 503, a worker's retry), the pool is dropped, and the next work runs."""
+    from sqlalchemy import text
+
+    from hub.store.engine import ping_when_idle
+
+    engine = make_engine(pg_url, pool_size=1, max_overflow=0)
+    ping_when_idle(engine, after=0.2)  # as make_engine does, with a shorter rest for the test
+
+    def backend() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+    def terminate(pid: int) -> None:
+        with pg_admin.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+    first = backend()
+    terminate(first)
+    time.sleep(0.3)
+    second = backend()  # rested: pinged, found dead, replaced; no error
+    assert second != first
+    terminate(second)
+    with pytest.raises(Exception) as raised:  # noqa: PT011 (whatever the driver raises; what matters is below)
+        backend()  # in use moments ago: taken unpinged, its first statement finds it dead
+    assert unavailable(raised.value)
+    assert backend() not in (first, second)
+    engine.dispose()
