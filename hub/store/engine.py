@@ -134,15 +134,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 PING_AFTER_IDLE = 0.5  # seconds a pooled connection may rest and still be taken without a ping
 
 
-def ping_when_idle(engine: Engine, after: float = PING_AFTER_IDLE) -> None:
-    """Check a pooled connection before use if it rested `after` seconds or more, as SQLAlchemy's pre-ping does on
-    every checkout; one in use moments ago is taken as it is (HikariCP's rule, with its 500 ms). On a dead one the
-    whole pool is dropped and the checkout reconnects, as with pre-ping. Pre-ping cost each transaction a round trip:
-    at 100 events/s with five subscribers, ~2 a event (the webhook's, the events worker's and the deliveries
-    worker's transactions), 4% of the API process's CPU. A connection that died within the last `after` seconds
-    fails its first statement instead: that error says the connection was invalidated, the pool is dropped the same
-    way, and the caller treats it as the database being away (`unavailable`: the API answers 503, a worker's work
-    is tried again), as it already must for a database that goes away mid-transaction."""
+def ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use if it rested PING_AFTER_IDLE seconds or more, as SQLAlchemy's pre-ping
+    does on every checkout; one in use moments ago is taken as it is (HikariCP's rule, with its 500 ms). On a dead one
+    the whole pool is dropped and the checkout reconnects, as with pre-ping. Pre-ping cost each transaction a round
+    trip: at 100 events/s with five subscribers, ~2 an event (the webhook's, the events worker's and the deliveries
+    worker's transactions), 4% of the API process's CPU. A connection that died within the last PING_AFTER_IDLE
+    seconds fails its first statement instead: that error says the connection was invalidated, the pool is dropped
+    the same way, and the caller treats it as the database being away (`unavailable`: the API answers 503, a
+    worker's work is tried again), as it already must for a database that goes away mid-transaction."""
     dialect = engine.dialect
 
     @event.listens_for(engine, "checkin")
@@ -152,7 +152,7 @@ def ping_when_idle(engine: Engine, after: float = PING_AFTER_IDLE) -> None:
     @event.listens_for(engine, "checkout")
     def _ping_if_rested(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         rested_from = record.info.get("rested_from")
-        if rested_from is None or time.monotonic() - rested_from < after:
+        if rested_from is None or time.monotonic() - rested_from < PING_AFTER_IDLE:
             return  # new (just connected), or in use moments ago
         try:
             dialect.do_ping(dbapi_connection)

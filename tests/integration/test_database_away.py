@@ -89,16 +89,15 @@ def test_a_process_starting_while_the_database_is_away_waits_and_says_so_once() 
     assert naps == [0.25, 0.5, 1.0, 2.0, 4.0, 5.0]  # back-off, capped
 
 
-def test_a_pooled_connection_whose_server_side_died_is_replaced(pg_url: str, pg_admin: Engine) -> None:
+def test_a_pooled_connection_whose_server_side_died_is_replaced(pg_url: str, pg_admin: Engine,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A pooled connection PostgreSQL dropped (a restart, a terminated backend): if it rested, the checkout notices
     and reconnects, and the work runs as if nothing happened; if it was in use moments ago, the first statement
     fails as `unavailable` (the API's 503, a worker's retry), the pool is dropped, and the next work runs."""
     from sqlalchemy import text
 
-    from hub.store.engine import ping_when_idle
-
+    monkeypatch.setattr("hub.store.engine.PING_AFTER_IDLE", 0.2)  # a shorter rest for the test
     engine = make_engine(pg_url, pool_size=1, max_overflow=0)
-    ping_when_idle(engine, after=0.2)  # as make_engine does, with a shorter rest for the test
 
     def backend() -> int:
         with engine.connect() as conn:

@@ -93,5 +93,6 @@ def test_many_writes_go_out_at_once_from_one_loop(receiver: Receiver) -> None:
 def test_the_sender_runs_on_libuvs_loop_where_it_is_installed(sender: AsyncSender, receiver: Receiver) -> None:
     uvloop = pytest.importorskip("uvloop")  # not on Windows: there the standard loop sends the same requests
     assert isinstance(sender.loop, uvloop.Loop)
-    [answer] = sender.send([GenericConnector("erp", receiver.url, OUT_SECRET, httpx.Client()).prepare(_request())])
+    with httpx.Client() as client:
+        [answer] = sender.send([GenericConnector("erp", receiver.url, OUT_SECRET, client).prepare(_request())])
     assert answer.status == 200 and receiver.received[0].raw

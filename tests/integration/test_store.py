@@ -400,4 +400,3 @@ def test_rows_written_many_at_a_time_read_back_as_one_at_a_time(engine: Engine) 
                                        "created_at": T0.replace(tzinfo=None)}])
     with store.unit_of_work() as uow:
         assert uow.tickets.find_by_xref("crm", "MANY") == many
-
