@@ -4,6 +4,7 @@ and its discrepancies with their evidence, action and operator decision."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,9 +30,15 @@ def _json_text(value: Any) -> str:
         return json.dumps(value)
 
 
+_LONG_DIGITS = re.compile(r"\d{19}")  # a number this long may be an integer beyond 64 bits
+
+
 def _loads(text: str) -> Any:
-    """A JSON value stored as text, decoded as the typed path would (orjson first; what it refuses, such as an
-    integer beyond 64 bits, by the standard library)."""
+    """A JSON value stored as text, decoded as the typed path would: by orjson, except text with a run of 19 digits
+    or more (orjson reads an integer beyond 64 bits as a float, silently, where the standard library keeps it exact;
+    such digits in a string only cost the slower decoder) and what orjson refuses."""
+    if _LONG_DIGITS.search(text):
+        return json.loads(text)
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:

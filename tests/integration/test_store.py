@@ -400,3 +400,29 @@ def test_rows_written_many_at_a_time_read_back_as_one_at_a_time(engine: Engine) 
                                        "created_at": T0.replace(tzinfo=None)}])
     with store.unit_of_work() as uow:
         assert uow.tickets.find_by_xref("crm", "MANY") == many
+
+
+def test_the_reconcilers_view_of_golden_values_keeps_integers_of_any_size(engine: Engine) -> None:
+    """The compare's fast read of golden values (on SQLite, orjson over the stored JSON text) gives what the typed
+    read gives: an integer beyond 64 bits inside a value stays that integer (orjson alone reads it as a float, the
+    compare would see drift and the repair would write the float back); digits in a string stay a string."""
+    from sqlalchemy import insert
+
+    from hub.store.tables import field_values
+
+    store = Store(engine)
+    values = {"counts": {"big": 2**70, "below": -(2**63) - 1, "edge": 2**64 - 1, "list": [10**25, 1.5]},
+              "tracking": {"number": "12345678901234567890123"}, "plain": {"n": 7}}
+    with store.unit_of_work() as uow:
+        ticket, _ = uow.tickets.get_or_create("crm", "BIG", "SVC", T0)
+        uow.conn.execute(insert(field_values), [
+            {"ticket_id": ticket, "field": name, "value": value, "source_system": "crm", "author": "a",
+             "author_rank": 1, "system_rank": 1, "source_modified_at": T0, "received_at": T0, "event_id": "e-1"}
+            for name, value in values.items()])
+        uow.commit()
+    with store.unit_of_work() as uow:
+        typed = uow.tickets.golden_values([ticket])[ticket]
+        fast, _prints = uow.reconcile.compare_view(0, [ticket])
+    assert typed == values
+    assert fast[ticket] == values
+    assert all(type(n) is int for n in fast[ticket]["counts"].values() if not isinstance(n, list))
