@@ -14,20 +14,12 @@ from sqlalchemy import Connection, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hub.core.errors import TickethubError
-from hub.store.dialect import insert_for
+from hub.store.dialect import as_json, insert_for
 from hub.store.tables import field_values, reconcile_copies, reconcile_items, reconcile_parts, reconcile_runs, xrefs
 
 ABANDONED_AFTER = timedelta(minutes=10)  # a running run with no heartbeat for this long was abandoned
 IN_BATCH = 500  # IDs per `IN (...)` list (SQLite's limit on bound variables is far above; a chunk may not be)
 ITEM_PAGE = 1000  # report items read per query when streaming a report
-
-
-def _json_text(value: Any) -> str:
-    """A JSON column's value as stored on SQLite (compact, UTF-8 as is; any JSON reader takes it)."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # what orjson refuses (an integer beyond 64 bits): the standard library's encoding
-        return json.dumps(value)
 
 
 _LONG_DIGITS = re.compile(r"\d{19}")  # a number this long may be an integer beyond 64 bits
@@ -193,7 +185,7 @@ class ReconcileRepository:
                 "ticket_id = excluded.ticket_id, modified_at = excluded.modified_at, author = excluded.author, "
                 "fields = excluded.fields, fingerprint = excluded.fingerprint",
                 [(run_id, system, c["local_id"], c["ticket_id"], when(c["modified_at"]), c["author"],
-                  _json_text(c["fields"]), c["fingerprint"]) for c in copies])
+                  as_json(c["fields"]), c["fingerprint"]) for c in copies])
             return
         stmt = insert_for(self.conn.dialect.name, reconcile_copies)
         stmt = stmt.on_conflict_do_update(
