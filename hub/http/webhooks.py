@@ -62,7 +62,10 @@ _store_pool_lock = threading.Lock()
 
 
 def store_threads() -> ThreadPoolExecutor:
+    """The intake's pool, made on first use; once made, every webhook takes it without the lock."""
     global _store_pool
+    if _store_pool is not None:
+        return _store_pool
     with _store_pool_lock:
         if _store_pool is None:
             _store_pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="tickethub-intake")
