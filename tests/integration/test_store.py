@@ -426,3 +426,105 @@ def test_the_reconcilers_view_of_golden_values_keeps_integers_of_any_size(engine
     assert typed == values
     assert fast[ticket] == values
     assert all(type(n) is int for n in fast[ticket]["counts"].values() if not isinstance(n, list))
+
+
+def test_json_values_written_many_at_a_time_read_back_whichever_row_comes_first(engine: Engine) -> None:
+    """A one-statement write reads its rows as jsonb where the first row's JSON values hold an object or a list
+    and as json otherwise (the cheaper way for each): either way each row's values come back as a row-at-a-time
+    write stores them, objects, lists and scalars alike."""
+    from sqlalchemy import insert, select
+
+    from hub.store.dialect import insert_many, update_many
+    from hub.store.tables import field_values, inbox_events
+
+    store = Store(engine)
+    with store.unit_of_work() as uow:
+        ids = [uow.tickets.get_or_create("crm", f"J-{n}", "SVC", T0)[0] for n in range(4)]
+        uow.commit()
+    values: list[Any] = ["text", {"name": "王芳", "tags": [1, None, 2**70]}, [1, "two", {"x": 0.5}], None, 7]
+
+    def row(ticket_id: str, field: str, value: Any) -> dict[str, Any]:
+        return {"ticket_id": ticket_id, "field": field, "value": value, "source_system": "crm", "author": "a",
+                "author_rank": 1, "system_rank": 1, "source_modified_at": T0, "received_at": T0, "event_id": "e"}
+
+    with engine.begin() as conn:
+        for n, value in enumerate(values):
+            conn.execute(insert(field_values), row(ids[0], f"f{n}", value))
+        insert_many(conn, field_values, [row(ids[1], f"f{n}", value) for n, value in enumerate(values)])
+        insert_many(conn, field_values, [row(ids[2], f"f{n}", value) for n, value in reversed(list(enumerate(values)))])
+        rotated = values[1:] + values[:1]  # written over below, first row an object this time
+        insert_many(conn, field_values, [row(ids[3], f"f{n}", value) for n, value in enumerate(rotated)])
+        insert_many(conn, field_values, [row(ids[3], f"f{n}", value) for n, value in enumerate(values)],
+                    on_conflict="update")
+        events = [{"event_id": f"crm:e{n}", "system": "crm", "external_id": f"e{n}", "received_at": T0,
+                   "payload": {"n": n}, "state": "received"} for n in range(2)]
+        conn.execute(insert(inbox_events), events)
+        update_many(conn, inbox_events, "event_id", [{"event_id": "crm:e0", "payload": "plain"},
+                                                     {"event_id": "crm:e1", "payload": {"n": [2**70]}}])
+        update_many(conn, inbox_events, "event_id", [{"event_id": "crm:e1", "payload": {"n": [2**70]}},
+                                                     {"event_id": "crm:e0", "payload": "plain"}])
+
+    def read(ticket_id: str) -> list[tuple[str, Any]]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(select(field_values.c.field, field_values.c.value)
+                                                   .where(field_values.c.ticket_id == ticket_id)
+                                                   .order_by(field_values.c.field))]
+
+    assert read(ids[0]) == [(f"f{n}", value) for n, value in enumerate(values)]
+    assert read(ids[1]) == read(ids[2]) == read(ids[3]) == read(ids[0])
+    with engine.connect() as conn:
+        payloads = {r.event_id: r.payload
+                    for r in conn.execute(select(inbox_events.c.event_id, inbox_events.c.payload))}
+    assert payloads == {"crm:e0": "plain", "crm:e1": {"n": [2**70]}}
+
+
+def test_records_are_looked_up_by_key_not_by_reading_every_link_of_their_system(pg_url: str) -> None:
+    """PostgreSQL: finding the tickets of a set's records reads their links through the primary key, one lookup
+    each, however many links the system has and whatever the planner's statistics say (as an IN list of pairs it
+    read every link of the system while the statistics lagged behind a burst of new tickets, and scanned a bitmap
+    of them after)."""
+    import json
+
+    from sqlalchemy import event
+
+    from hub.store.dialect import insert_many
+    from hub.store.tables import tickets, xrefs
+
+    engine = make_engine(pg_url)
+    seen: list[tuple[str, Any]] = []
+    try:
+        with engine.begin() as conn:
+            insert_many(conn, tickets, [{"ticket_id": f"T-{n}", "business_code": "SVC", "created_at": T0,
+                                         "updated_at": T0} for n in range(2000)])
+            insert_many(conn, xrefs, [{"system": "crm", "local_id": f"L-{n}", "ticket_id": f"T-{n}",
+                                       "created_at": T0} for n in range(2000)])
+        for analyzed in (False, True):
+            if analyzed:
+                with engine.begin() as conn:
+                    conn.execute(text("ANALYZE xrefs"))
+            keys = [("crm", f"L-{n}") for n in range(500, 520)] + [("crm", "NEW-1"), ("erp", "L-1")]
+
+            def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+                seen.append((statement, parameters))
+
+            event.listen(engine, "before_cursor_execute", capture)
+            with Store(engine).unit_of_work() as uow:
+                found = uow.tickets.find_xrefs(keys)
+            event.remove(engine, "before_cursor_execute", capture)
+            assert found == {("crm", f"L-{n}"): f"T-{n}" for n in range(500, 520)}
+            statement, parameters = seen[-1]
+            with engine.connect() as conn:
+                plan = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters).scalar_one()
+            plan = json.loads(plan) if isinstance(plan, str) else plan
+
+            def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+                return [node] + [n for child in node.get("Plans", []) for n in nodes(child)]
+
+            reads = [n for n in nodes(plan[0]["Plan"]) if n.get("Relation Name") == "xrefs"]
+            assert reads, plan
+            for read in reads:
+                assert read["Node Type"] in ("Index Scan", "Index Only Scan"), (analyzed, read)
+                assert read.get("Rows Removed by Filter", 0) == 0, (analyzed, read)
+                assert read["Actual Rows"] * read["Actual Loops"] <= len(keys), (analyzed, read)
+    finally:
+        engine.dispose()
