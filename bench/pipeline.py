@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import contextlib
 import hashlib
 import hmac
@@ -1030,12 +1031,76 @@ def measure_intake_and_drain(backend: Backend, plan: Plan, procs: Processes, rep
 
     progress(f"{backend.name}: events worker draining {len(ok):,} events")
     hub.start("events", plan=plan)
-    rows = hub.wait_events("max", len(ok), plan.drain_cap_s)
+    hub.wait_events("max", 1, 60)  # the worker has started: from here on the machine is draining
+    with MachineBusy() as busy:
+        rows = hub.wait_events("max", len(ok), plan.drain_cap_s)
     procs.stop("api", "events")
     drain = drain_rate(rows)
     if isinstance(backend, Team):
-        measure_two_event_workers(backend, plan, procs, report, drain)
+        measure_two_event_workers(backend, plan, procs, report, drain, busy.fraction)
     return len(ok), drain
+
+
+class MachineBusy:
+    """The share of the machine's CPU time (every CPU, every process) that was not idle while the block ran."""
+
+    fraction = math.nan
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(ticks), ticks[3] + ticks[4]  # all, idle + iowait
+
+    def __enter__(self) -> MachineBusy:
+        self._start = self._read()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        (total, idle), (total0, idle0) = self._read(), self._start
+        self.fraction = 1 - (idle - idle0) / (total - total0) if total > total0 else math.nan
+
+
+class LockWaits:
+    """Samples, while the block runs, the database's sessions waiting for a lock (pg_stat_activity): what they wait
+    for (a row another transaction holds shows as its `transactionid`) and the statement waiting."""
+
+    def __init__(self, database_url: str, every: float = 0.05):
+        self.url, self.every = database_url, every
+        self.samples, self.waits = 0, collections.Counter[str]()
+        self._stop = threading.Event()
+
+    def __enter__(self) -> LockWaits:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.url)
+        query = text("SELECT a.wait_event, l.relation::regclass::text, split_part(a.query, ' ', 1), "
+                     "substring(a.query from '(?:INTO|UPDATE|FROM) ([a-z_]+)') FROM pg_stat_activity a "
+                     "LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted "
+                     "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
+                     "AND a.wait_event_type = 'Lock'")
+        try:
+            with engine.connect() as conn:
+                while not self._stop.wait(self.every):
+                    self.samples += 1
+                    self.waits.update(f"{event}{f' on {table}' if table else ''} ({verb} {target})"
+                                      for event, table, verb, target in conn.execute(query))
+                    conn.rollback()
+        finally:
+            engine.dispose()
+
+    def describe(self) -> str:
+        found = ", ".join(f"{what} {n:,}" for what, n in self.waits.most_common(4)) or "none"
+        return (f"sessions waiting for a lock, sampled every {self.every * 1000:.0f} ms ({self.samples:,} samples): "
+                f"{found}")
 
 
 def drain_rate(rows: dict[str, Any]) -> float:
@@ -1044,25 +1109,33 @@ def drain_rate(rows: dict[str, Any]) -> float:
     return (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 else math.nan
 
 
-def measure_two_event_workers(backend: Backend, plan: Plan, procs: Processes, report: Report, one: float) -> None:
+def measure_two_event_workers(backend: Backend, plan: Plan, procs: Processes, report: Report, one: float,
+                              one_busy: float) -> None:
     """Team mode: a backlog of new tickets, as above, drained by two events workers at once (each as `tickethub
     worker --queues events` runs it) against the one worker's rate: does a second events worker help, or do
-    new tickets take turns on one row (ticket IDs)?"""
+    new tickets take turns on one row (ticket IDs)? Beside it, what bounds it on this machine: how busy the
+    machine's CPUs were while one worker drained (two cannot go faster than the CPUs left allow), and the
+    sessions found waiting for a lock while two drained (which rows they take turns on, if any)."""
     hub = backend.hub(procs)
     hub.start("api", plan=plan)
     ok = accepted(drive_max(hub.target, "two", plan, procs.running["api"].pid).sent)
     hub.wait_events("two", len(ok), 60, column="dispatched_at")
     progress(f"{backend.name}: two events workers draining {len(ok):,} events")
     hub.start("events", "events2", plan=plan)
-    rows = hub.wait_events("two", len(ok), plan.drain_cap_s)
+    hub.wait_events("two", 1, 60)  # the workers have started: from here on the machine is draining
+    with MachineBusy() as busy, LockWaits(hub.database_url) as waits:
+        rows = hub.wait_events("two", len(ok), plan.drain_cap_s)
     procs.stop("api", "events", "events2")
     two = drain_rate(rows)
     tickets = len({r.ticket_id for r in rows.values() if r.ticket_id})
+    cpus = os.cpu_count() or 1
     report.figure(backend.label, "two events workers vs one",
-                  f"{two:,.0f} vs {one:,.0f} events/s = {two / one:.2f}x (target >= 1.5x)", verdict(two / one >= 1.5),
+                  f"{two:,.0f} vs {one:,.0f} events/s = {two / one:.2f}x (target >= 1.5x); the machine's {cpus} CPUs "
+                  f"were {one_busy:.0%} busy with one worker, {busy.fraction:.0%} with two (with the CPU one left, two "
+                  f"could reach {1 / one_busy:.2f}x at most)", verdict(two / one >= 1.5),
                   f"a backlog of {len(ok):,} new tickets ({tickets:,} distinct ticket IDs assigned), drained by two "
                   f"events workers ({hub.event_threads} threads each) against one, each rate from the processed_at "
-                  "span")
+                  f"span; {waits.describe()}")
     report.note_deaths(backend.label, "the drain by two events workers", procs)
 
 
