@@ -1079,20 +1079,20 @@ class LockWaits:
         self._thread.join()
 
     def _run(self) -> None:
-        from sqlalchemy import create_engine, text
+        from sqlalchemy import create_engine
 
         engine = create_engine(self.url)
-        query = text("SELECT a.wait_event, l.relation::regclass::text, split_part(a.query, ' ', 1), "
-                     "substring(a.query from '(?:INTO|UPDATE|FROM) ([a-z_]+)') FROM pg_stat_activity a "
-                     "LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted "
-                     "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
-                     "AND a.wait_event_type = 'Lock'")
+        query = ("SELECT a.wait_event, l.relation::regclass::text, split_part(a.query, ' ', 1), "
+                 "substring(a.query from '(?:INTO|UPDATE|FROM) ([a-z_]+)') FROM pg_stat_activity a "
+                 "LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted "
+                 "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
+                 "AND a.wait_event_type = 'Lock'")
         try:
             with engine.connect() as conn:
                 while not self._stop.wait(self.every):
                     self.samples += 1
                     self.waits.update(f"{event}{f' on {table}' if table else ''} ({verb} {target})"
-                                      for event, table, verb, target in conn.execute(query))
+                                      for event, table, verb, target in conn.exec_driver_sql(query))
                     conn.rollback()
         finally:
             engine.dispose()

@@ -93,8 +93,8 @@ def _nested(table: Any, row: Mapping[str, Any]) -> bool:
 
 def _recordset(table: Any, names: tuple[str, ...], nested: bool) -> tuple[str, list[str]]:
     columns = [_record_column(table.c[name]) for name in names]
-    kind = "jsonb" if nested else "json"
-    source = (f"{kind}_to_recordset(%(rows)s::{kind}) AS u("
+    form = "jsonb" if nested else "json"
+    source = (f"{form}_to_recordset(%(rows)s::{form}) AS u("
               + ", ".join(f"{name} {kind}" for name, (kind, _) in zip(names, columns, strict=True)) + ")")
     return source, [expr for _, expr in columns]
 
