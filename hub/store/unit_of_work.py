@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from datetime import date
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, text
@@ -104,6 +105,14 @@ class Store:
                 for item in ran:
                     self._run_alone(item)
         return ran
+
+    def reserve_ticket_ids(self, day: date, code: str, count: int) -> list[str]:
+        """PostgreSQL: the next `count` IDs of the day's counter, reserved for later use in a transaction of their own
+        that is one statement (`TicketRepository.reserve_ticket_ids`), on a connection in autocommit: one round trip,
+        and the counter's row is free again as soon as the server has written it."""
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")  # this checkout only: the pool resets it
+            return TicketRepository(conn).reserve_ticket_ids(day, code, count)
 
     def ping(self) -> None:
         """Raise if the database does not answer (readiness)."""

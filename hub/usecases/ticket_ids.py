@@ -1,7 +1,8 @@
 """New tickets' global IDs on PostgreSQL, reserved a block at a time per process.
 
-Each process takes ID_BLOCK consecutive numbers of the day's counter (`id_sequences`) in a short transaction of
-its own, committed before any of them is used, and hands them out to its threads one by one; the counter's row is
+Each process takes ID_BLOCK consecutive numbers of the day's counter (`id_sequences`) in a transaction of its own
+that is one statement (`Store.reserve_ticket_ids`), committed before any of them is used, and hands them out to its
+threads one by one (a set of events that needs more takes as many as it needs); the counter's row is
 written once per block instead of once per new ticket, so two events workers no longer take turns on it for every
 ticket (the issue's demand). What this gives up: IDs stay unique and are never reused, but they are not gap-free
 (a process that stops leaves the rest of its block unused, as an ID reserved for a record that another worker
@@ -39,9 +40,7 @@ class IdBlocks:
         if len(taken) == count:
             return taken
         wanted = count - len(taken)
-        with self.store.unit_of_work() as uow:  # committed before any is used: never handed out twice
-            block = uow.tickets.allocate_ticket_ids(day, code, max(self.size, wanted))
-            uow.commit_before_use()
+        block = self.store.reserve_ticket_ids(day, code, max(self.size, wanted))  # committed: never handed out twice
         with self._lock:
             self._free.setdefault((day, code), deque()).extend(block[wanted:])
             for old in sorted(self._free)[:-_DAYS_KEPT]:

@@ -7,11 +7,14 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import Engine, select
 
 from hub.bootstrap import Hub, bootstrap
 from hub.config import load_settings
+from hub.store.engine import make_engine
 from hub.store.tables import id_sequences, tickets
+from hub.store.unit_of_work import Store
 from hub.usecases.ingest import accept_event
 from hub.usecases.process import process_event, process_events
 from hub.usecases.ticket_ids import ID_BLOCK
@@ -123,3 +126,30 @@ def test_two_workers_given_notices_of_the_same_new_cases_at_once_open_one_ticket
         histories = {case: {e.event_id for e in uow.tickets.history(ticket_id)} for case, ticket_id in linked.items()}
     assert sorted(all_tickets) == sorted(linked.values()) and len(set(all_tickets)) == 20
     assert all(len(events) == 4 for events in histories.values())
+
+
+@pytest.mark.integration
+def test_a_reserved_block_is_committed_by_itself_and_leaves_the_connection_as_it_found_it(pg_url: str) -> None:
+    """PostgreSQL: a block is reserved by one statement that is its own transaction (autocommit), committed
+    without waiting for the disk (that setting for its own transaction only); the pooled connection it used is
+    handed back transactional again, so the next unit of work on it still rolls back what it does not commit."""
+    engine = make_engine(pg_url, pool_size=1, max_overflow=0)  # one connection: the next checkout is the same
+    store = Store(engine)
+    day = datetime(2026, 2, 13, tzinfo=UTC).date()
+    try:
+        assert store.reserve_ticket_ids(day, "SVC", 16) == [f"20260213-SVC-{n:05d}" for n in range(1, 17)]
+        assert counter(engine) == 16  # committed: seen by the next transaction
+        with store.unit_of_work() as uow:
+            assert uow.tickets.allocate_ticket_ids(day, "SVC", 5)[-1] == "20260213-SVC-00021"
+            # not committed
+        assert counter(engine) == 16  # rolled back: the connection is transactional again
+        with store.unit_of_work() as uow:
+            show = "SELECT current_setting('synchronous_commit')"
+            assert uow.conn.exec_driver_sql(show).scalar_one() == "on"
+            assert uow.tickets.reserve_ticket_ids(day, "SVC", 4)[0] == "20260213-SVC-00017"
+            assert uow.conn.exec_driver_sql(show).scalar_one() == "off"  # for the statement's transaction
+            uow.commit()
+        with store.unit_of_work() as uow:
+            assert uow.conn.exec_driver_sql(show).scalar_one() == "on"  # and no further
+    finally:
+        engine.dispose()
