@@ -131,8 +131,8 @@ _FINISHED_ALL = {verdict: update(deliveries).where(_ALL_MINE).values(**values).r
 # PostgreSQL: claims take turns, so that each counts the deliveries in flight truly. One lock for every
 # system, not one each: a worker claims several deliveries in one transaction (its threads' claims combined),
 # and two workers taking two systems' locks in opposite orders would deadlock.
-# In the same round trip: the transaction commits without waiting for the disk (see below, and
-# dialect.commit_without_flush_wait), so that the turn ends at the commit.
+# In the same round trip: the transaction commits without waiting for the disk (see below; the ticket IDs' block is
+# reserved so too, tickets._RESERVE_IDS), so that the turn ends at the commit.
 _CLAIM_TURN = text("SELECT pg_advisory_xact_lock(hashtext('tickethub:claims')), "
                    "set_config('synchronous_commit', 'off', true)")
 

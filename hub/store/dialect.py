@@ -10,7 +10,7 @@ from functools import cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import sqltypes
 
@@ -19,17 +19,6 @@ from hub.store.tables import UTCDateTime
 
 def insert_for(dialect: str, table: Any) -> Any:
     return (postgresql if dialect == "postgresql" else sqlite).insert(table)
-
-
-_NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit TO OFF")
-
-
-def commit_without_flush_wait(conn: Connection) -> None:
-    """The transaction on `conn` will commit without waiting for its WAL flush (PostgreSQL; SQLite as ever):
-    only for one whose rows a later, durable commit of the same work makes durable anyway (the WAL is flushed
-    in order), so that the locks it holds are let go at once rather than after the disk."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(_NO_FLUSH_WAIT)
 
 
 # ---- many rows in one statement -----------------------------------------------------------------------------------

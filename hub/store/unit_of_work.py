@@ -15,7 +15,6 @@ from sqlalchemy import Connection, Engine, text
 from hub.store.alerts import AlertRepository
 from hub.store.combine import Combiner
 from hub.store.deliveries import DeliveryRepository
-from hub.store.dialect import commit_without_flush_wait
 from hub.store.engine import SqliteWriteLock, retrying
 from hub.store.inbox import InboxRepository
 from hub.store.polls import PollRepository
@@ -169,16 +168,6 @@ class UnitOfWork:
     @property
     def reconcile(self) -> ReconcileRepository:
         return ReconcileRepository(self.conn)
-
-    def commit_before_use(self) -> None:
-        """Commit what only a later, durable transaction of this process uses (reserved ticket IDs): on
-        PostgreSQL without waiting for the disk (synchronous_commit off for this transaction), so that the row
-        it locked (the day's ID counter) is free again at once instead of after a WAL flush, which made every new
-        ticket of every events worker take turns at the disk's pace (~320/s here, one worker or two). Safe: the
-        WAL is flushed in order, so the durable commit that uses the IDs makes this one durable too; a crash
-        before that loses only IDs nothing used (the event is processed again and reserves anew)."""
-        commit_without_flush_wait(self.conn)
-        self.commit()
 
     def commit(self) -> None:
         # The next statement, if any, begins the next transaction (autobegin). Beginning one here at once

@@ -463,7 +463,7 @@ def _reserve_ids(hub: Hub, uow: Any, records: list[SourceRecord], received_at: d
     linked = uow.tickets.find_xrefs(wanted)
     reserved = _new_ids(hub, uow, [(key, received_at) for key in wanted if key not in linked])
     if reserved and hub.engine.dialect.name == "sqlite":
-        uow.commit_before_use()
+        uow.commit()
     return reserved
 
 
