@@ -685,10 +685,11 @@ def noop_app(broker_url: str, folder: str, marks: str) -> Any:
     from celery import Celery
 
     import hub.messaging.embedded_broker  # noqa: F401  (registers the tickethub-fs:// transport)
+    from hub.messaging.celery_app import EMBEDDED_POLL_SECONDS
 
     app = Celery("bench_noop", set_as_current=False)
     options = {"data_folder_in": folder, "data_folder_out": folder, "control_folder": os.path.join(folder, "control"),
-               "polling_interval": 0.05}
+               "polling_interval": EMBEDDED_POLL_SECONDS}  # as the hub's workers poll (it was 0.05 here until 12-06)
     embedded = broker_url == EMBEDDED_BROKER_URL
     app.conf.update(broker_url=broker_url, broker_transport_options=options if embedded else {},
                     task_serializer="json", accept_content=["json"], task_ignore_result=True,

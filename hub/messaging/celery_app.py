@@ -23,6 +23,7 @@ from hub.messaging import embedded_broker
 
 celery_app = Celery("tickethub", include=["hub.tasks"])
 
+EMBEDDED_POLL_SECONDS = 0.01  # the embedded broker's queues are looked at this often when they were found empty
 QUEUES = ("events", "deliveries")  # logical names; the broker's are prefixed with [hub] queue_prefix
 
 
@@ -37,7 +38,7 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
         return {"broker_url": f"{embedded_broker.ALIAS}://", "broker_transport_options": {
             "data_folder_in": str(folder), "data_folder_out": str(folder), "control_folder": str(folder / "control"),
-            "polling_interval": 0.01}}
+            "polling_interval": EMBEDDED_POLL_SECONDS}}
     options: dict[str, Any] = {}
     if url.startswith(("redis://", "rediss://")):
         # a countdown (retry) longer than the visibility timeout would be delivered twice
