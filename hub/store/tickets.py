@@ -123,6 +123,11 @@ def _link_statement(dialect: str) -> Any:
     return insert_for(dialect, xrefs).on_conflict_do_nothing(index_elements=["system", "local_id"])
 
 
+def _numbered_up_to(day: date, code: str, last: int, count: int) -> list[str]:
+    """The `count` IDs of (day, code) a counter moved on to `last` has just given, in order."""
+    return [format_ticket_id(day, code, n) for n in range(last - count + 1, last + 1)]
+
+
 class TicketRepository:
     def __init__(self, conn: Connection):
         self.conn = conn
@@ -137,7 +142,7 @@ class TicketRepository:
         """The next `count` IDs for (day, code), in order, atomically: one upsert moves the counter on by `count`."""
         last = self.conn.execute(_allocate_statement(self.conn.dialect.name),
                                  {"q_day": f"{day:%Y%m%d}", "q_code": code, "q_count": count}).scalar_one()
-        return [format_ticket_id(day, code, n) for n in range(last - count + 1, last + 1)]
+        return _numbered_up_to(day, code, last, count)
 
     def reserve_ticket_ids(self, day: date, code: str, count: int) -> list[str]:
         """PostgreSQL: `allocate_ticket_ids` in one statement that commits by itself without waiting for the disk,
@@ -145,7 +150,7 @@ class TicketRepository:
         whose durable commit makes this one durable too (the WAL is flushed in order)."""
         last = self.conn.exec_driver_sql(_RESERVE_IDS, {"day": f"{day:%Y%m%d}", "code": code,
                                                         "count": count}).scalar_one()
-        return [format_ticket_id(day, code, n) for n in range(last - count + 1, last + 1)]
+        return _numbered_up_to(day, code, last, count)
 
     def find_by_xref(self, system: str, local_id: str) -> str | None:
         return self.conn.execute(_FIND_XREF, {"system": system, "local_id": local_id}).scalar_one_or_none()
